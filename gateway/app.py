@@ -1,0 +1,127 @@
+"""``create_app(settings)``: the Starlette application and the lifespan that owns its client."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.cache import CountCache, KeyMaker
+from gateway.config import Settings
+from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
+from gateway.endpoint import REQUEST_ID_HEADER, GraphQLEndpoint
+from gateway.schema import create_schema
+from gateway.upstream import UpstreamClient
+
+logger = logging.getLogger("gateway")
+
+EMBEDDED_BASE_URL = "http://simulator.embedded"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    """The gateway for ``settings``.
+
+    ``transport`` replaces the network (tests hand in ``httpx.MockTransport``);
+    ``clock`` drives cache expiry (tests hand in a fake one).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        base_url, example_headers, upstream_transport = settings.upstream_url, None, transport
+        if settings.embedded and transport is None:
+            upstream_transport, example_headers = _embedded_simulator()
+            base_url = EMBEDDED_BASE_URL
+        limits = httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_connections,
+        )
+        async with httpx.AsyncClient(
+            transport=upstream_transport,
+            timeout=httpx.Timeout(settings.upstream_timeout),
+            limits=limits,
+            trust_env=False,
+            follow_redirects=False,
+        ) as http:
+            secret = (
+                str(settings.cache_key_secret).encode()
+                if settings.cache_key_secret
+                else secrets.token_bytes(32)
+            )
+            app.state.services = Services(
+                settings=settings,
+                upstream=UpstreamClient(http, base_url),
+                cache=CountCache(settings.cache_maxsize, settings.cache_ttl, timer=clock),
+                keys=KeyMaker(secret),
+                example_headers=example_headers,
+            )
+            app.state.ready = True
+            try:
+                yield
+            finally:
+                app.state.ready = False
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["POST", "GET"],
+                allow_headers=["Content-Type", REQUEST_ID_HEADER, *CREDENTIAL_HEADERS],
+                expose_headers=[REQUEST_ID_HEADER],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route(
+                "/graphql", GraphQLEndpoint(create_schema(settings)).handle, methods=["GET", "POST"]
+            ),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    app.state.ready = False
+    return app
+
+
+def _embedded_simulator() -> tuple[httpx.AsyncBaseTransport, dict[str, str]]:
+    from gateway.simulator import DEMO_CREDENTIALS, Simulator, create_simulator_app
+
+    simulator = Simulator()
+    logger.warning("GATEWAY_UPSTREAM_URL is not set: serving DEMO DATA from the embedded simulator")
+    print(simulator.describe_credentials(), flush=True)
+    ssid = next(c.ssid for c in DEMO_CREDENTIALS if c.ssid and c.can_list and not c.expired)
+    transport = httpx.ASGITransport(app=create_simulator_app(simulator))
+    return transport, {SSID_HEADER: ssid}
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers; never touches the upstream."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the lifespan has built the client and is not shutting down."""
+    ready: Any = request.app.state.ready
+    if ready:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready"}, status_code=503)

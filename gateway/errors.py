@@ -1,0 +1,144 @@
+"""The gateway's error tree and its table of stable codes.
+
+Every failure a client can see is one of these, and each class carries the
+``code`` that lands in ``extensions.code`` plus whether retrying may help::
+
+    GatewayError
+    ├── UnauthenticatedError        UNAUTHENTICATED        no credentials; upstream 1014
+    ├── ForbiddenError              FORBIDDEN              upstream 1015
+    ├── BadUserInputError           BAD_USER_INPUT         our validation; upstream 1000, 1047
+    ├── RateLimitedError            RATE_LIMITED           the gateway's own per-client limit
+    ├── InternalServerError         INTERNAL_SERVER_ERROR  anything unexpected (message masked)
+    └── UpstreamFailure                                    (abstract) the upstream let us down
+        ├── UpstreamError           UPSTREAM_ERROR         upstream 1009; unknown codes
+        ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset
+        ├── UpstreamTimeoutError    UPSTREAM_TIMEOUT       no answer in time
+        └── UpstreamBadResponseError UPSTREAM_BAD_RESPONSE non-JSON, wrong shape, non-200
+
+Two more codes belong to GraphQL itself and have no class here, because
+graphql-core raises them: ``GRAPHQL_PARSE_FAILED`` and
+``GRAPHQL_VALIDATION_FAILED``. Messages are written by us; the upstream's own
+text, URLs and exception names never reach a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway reports to a client."""
+
+    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, upstream_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.upstream_code = upstream_code
+
+    def extensions(self) -> dict[str, Any]:
+        """The ``extensions`` object of this error in a GraphQL response."""
+        ext: dict[str, Any] = {"code": self.code, "retryable": self.retryable}
+        if self.upstream_code is not None:
+            ext["upstreamCode"] = self.upstream_code
+        return ext
+
+
+class UnauthenticatedError(GatewayError):
+    """No usable credentials, or the upstream rejected them (1014)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class ForbiddenError(GatewayError):
+    """The credentials are valid but lack LIST_CALL_LOG (1015)."""
+
+    code = "FORBIDDEN"
+
+
+class BadUserInputError(GatewayError):
+    """The request is wrong in a way the client must fix (also 1000, 1047)."""
+
+    code = "BAD_USER_INPUT"
+
+
+class RateLimitedError(GatewayError):
+    """The client spent its allowance of upstream calls."""
+
+    code = "RATE_LIMITED"
+    retryable = True
+
+
+class InternalServerError(GatewayError):
+    """Anything unexpected; the real cause is only in the log."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+
+class UpstreamFailure(GatewayError):
+    """Base for failures caused by the upstream rather than the client."""
+
+
+class UpstreamError(UpstreamFailure):
+    """The upstream answered with an error of its own (1009, or a code we don't know)."""
+
+    code = "UPSTREAM_ERROR"
+    retryable = True
+
+
+class UpstreamUnavailableError(UpstreamFailure):
+    """The upstream or its database cannot be reached (1010, refused, reset)."""
+
+    code = "UPSTREAM_UNAVAILABLE"
+    retryable = True
+
+
+class UpstreamTimeoutError(UpstreamFailure):
+    """The upstream did not answer in time."""
+
+    code = "UPSTREAM_TIMEOUT"
+    retryable = True
+
+
+class UpstreamBadResponseError(UpstreamFailure):
+    """The upstream answered with something that is not its documented contract."""
+
+    code = "UPSTREAM_BAD_RESPONSE"
+
+
+# The upstream's documented codes: what each becomes, with our own wording.
+_UPSTREAM_CODES: dict[int, tuple[type[GatewayError], str]] = {
+    1000: (BadUserInputError, "DeepCall rejected the request parameters (upstream code 1000)"),
+    1047: (BadUserInputError, "DeepCall rejected the request data (upstream code 1047)"),
+    1014: (UnauthenticatedError, "DeepCall rejected the credentials: invalid or expired token"),
+    1015: (ForbiddenError, "These credentials lack the LIST_CALL_LOG permission"),
+    1009: (UpstreamError, "DeepCall failed to answer (upstream code 1009)"),
+    1010: (UpstreamUnavailableError, "DeepCall's database is unavailable (upstream code 1010)"),
+}
+
+#: Every code a client may see in ``extensions.code``.
+CODES: tuple[str, ...] = (
+    UnauthenticatedError.code,
+    ForbiddenError.code,
+    BadUserInputError.code,
+    UpstreamError.code,
+    UpstreamUnavailableError.code,
+    UpstreamTimeoutError.code,
+    UpstreamBadResponseError.code,
+    PARSE_FAILED,
+    VALIDATION_FAILED,
+    RateLimitedError.code,
+    InternalServerError.code,
+)
+
+
+def from_upstream_code(code: int) -> GatewayError:
+    """The gateway error for an upstream error ``code`` (never its message)."""
+    cls, message = _UPSTREAM_CODES.get(
+        code, (UpstreamError, f"DeepCall answered with an unknown error (upstream code {code})")
+    )
+    return cls(message, upstream_code=code)

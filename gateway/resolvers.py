@@ -1,0 +1,117 @@
+"""Resolvers: turn GraphQL arguments into one canonical upstream question each."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import strawberry
+
+from gateway.context import RequestContext
+from gateway.errors import BadUserInputError
+from gateway.types import CallFilterInput
+from gateway.upstream import CountQuery
+
+UPSTREAM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MODELLED_KEYS = frozenset({"dtGte", "dtLte", "agtIds", "campId", "st"})
+MAX_PRIORITY_FILTER_CHARS = 8192
+T = TypeVar("T")
+
+
+def to_upstream_time(value: dt.datetime, zone: ZoneInfo, *, round_up: bool) -> dt.datetime:
+    """``value`` as a naive wall-clock time in ``zone``, whole seconds.
+
+    The upstream compares whole seconds, inclusively: a lower bound with a
+    fraction rounds up and an upper bound rounds down, so neither admits a
+    call outside the asked-for instant range.
+    """
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        value = value.astimezone(zone).replace(tzinfo=None)
+    else:
+        value = value.replace(tzinfo=None)
+    if value.microsecond:
+        value = value.replace(microsecond=0)
+        if round_up:
+            value += dt.timedelta(seconds=1)
+    return value
+
+
+def _given(value: T | None) -> T | None:
+    """``value``, with omitted (UNSET) folded into null: both mean "don't filter"."""
+    return None if value is strawberry.UNSET else value
+
+
+def upstream_filter(filter: CallFilterInput | None, zone: ZoneInfo) -> dict[str, Any]:
+    """The upstream ``filter`` object for ``filter``; raises BadUserInputError."""
+    filter = _given(filter)
+    if filter is None:
+        return {}
+    out: dict[str, Any] = {}
+    if (extra := _given(filter.extra)) is not None:
+        if not isinstance(extra, dict):
+            raise BadUserInputError("filter.extra must be a JSON object of upstream filter keys")
+        clashes = sorted(MODELLED_KEYS.intersection(extra))
+        if clashes:
+            raise BadUserInputError(
+                f"filter.extra must not set {', '.join(clashes)}: use the typed filter fields"
+            )
+        out.update(extra)
+    start = end = None
+    if (from_ := _given(filter.from_)) is not None:
+        start = to_upstream_time(from_, zone, round_up=True)
+        out["dtGte"] = start.strftime(UPSTREAM_TIME_FORMAT)
+    if (to := _given(filter.to)) is not None:
+        end = to_upstream_time(to, zone, round_up=False)
+        out["dtLte"] = end.strftime(UPSTREAM_TIME_FORMAT)
+    if start is not None and end is not None and start > end:
+        raise BadUserInputError("filter.from must not be after filter.to")
+    if (agent_ids := _given(filter.agent_ids)) is not None:
+        out["agtIds"] = sorted(set(agent_ids))
+    if (campaign_id := _given(filter.campaign_id)) is not None:
+        out["campId"] = campaign_id
+    if (statuses := _given(filter.statuses)) is not None:
+        out["st"] = sorted(set(statuses))
+    return out
+
+
+def check_priority_filter(value: str | None) -> str | None:
+    """``value`` if it is standard base64 (as the upstream requires), else BadUserInputError."""
+    value = _given(value)
+    if value is None:
+        return None
+    if len(value) > MAX_PRIORITY_FILTER_CHARS:
+        raise BadUserInputError(f"priorityFilter is limited to {MAX_PRIORITY_FILTER_CHARS} chars")
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadUserInputError("priorityFilter must be base64") from None
+    return value
+
+
+def count_query(
+    filter: CallFilterInput | None, priority_filter: str | None, zone: ZoneInfo
+) -> CountQuery:
+    """The canonical upstream question for ``callCount``'s arguments."""
+    return CountQuery.build(upstream_filter(filter, zone), check_priority_filter(priority_filter))
+
+
+async def call_count(
+    info: strawberry.Info[RequestContext, None],
+    filter: Annotated[
+        CallFilterInput | None,
+        strawberry.argument(description="Which calls to count (upstream `filter`)."),
+    ] = strawberry.UNSET,
+    priority_filter: Annotated[
+        str | None,
+        strawberry.argument(
+            description="Opaque base64 priority filter (upstream `priorityFilter`)."
+        ),
+    ] = strawberry.UNSET,
+) -> int | None:
+    """Resolve ``callCount``: validate, then count through the cache."""
+    context = info.context
+    query = count_query(filter, priority_filter, context.services.settings.zone)
+    return await context.count(query)

@@ -1,0 +1,151 @@
+"""The client for DeepCall's ``reportCount``: the only code that talks httpx.
+
+Every ``httpx`` exception is translated in one place, ``translate_httpx_error``,
+after the model of httpx's own ``map_httpcore_exceptions``; every upstream
+answer is checked against the documented contract before it is believed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import httpx
+
+from gateway.errors import (
+    GatewayError,
+    UpstreamBadResponseError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    from_upstream_code,
+)
+
+logger = logging.getLogger("gateway.upstream")
+
+REPORT_COUNT_PATH = "/api/v2/CallReport/reportCount"
+MAX_RESPONSE_BYTES = 64 * 1024
+# GraphQL's Int is a signed 32-bit integer.
+MAX_GRAPHQL_INT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A caller's DeepCall credential: a session id, or a user id with its token."""
+
+    ssid: str | None = field(default=None, repr=False)
+    user_id: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def identity(self) -> bytes:
+        """The whole credential as bytes, unambiguous between the two forms (for keying)."""
+        if self.ssid is not None:
+            return b"ssid\0" + self.ssid.encode()
+        return b"user\0" + (self.user_id or "").encode() + b"\0" + (self.token or "").encode()
+
+    def body(self) -> dict[str, str]:
+        """The authentication fields of an upstream request body: never both forms."""
+        if self.ssid is not None:
+            return {"ssid": self.ssid}
+        return {"userId": self.user_id or "", "token": self.token or ""}
+
+    def __repr__(self) -> str:
+        kind = "ssid" if self.ssid is not None else "userId+token"
+        return f"Credential(<{kind} hidden>)"
+
+
+class UpstreamFilter(TypedDict, total=False):
+    """The documented keys of ``filter``; other keys pass through verbatim."""
+
+    dtGte: str
+    dtLte: str
+    agtIds: list[str]
+    campId: int
+    st: list[str]
+
+
+@dataclass(frozen=True)
+class CountQuery:
+    """One reportCount question, already canonical: equal questions are equal values."""
+
+    filter_json: str = "{}"
+    priority_filter: str | None = None
+
+    @classmethod
+    def build(cls, filter: Mapping[str, Any], priority_filter: str | None) -> CountQuery:
+        """Canonicalise ``filter`` (sorted keys, compact JSON) with ``priority_filter``."""
+        canonical = json.dumps(filter, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return cls(canonical, priority_filter)
+
+    def body(self, credential: Credential) -> dict[str, Any]:
+        """The JSON body to POST upstream for ``credential``."""
+        body: dict[str, Any] = dict(credential.body())
+        if self.filter_json != "{}":
+            body["filter"] = json.loads(self.filter_json)
+        if self.priority_filter is not None:
+            body["priorityFilter"] = self.priority_filter
+        return body
+
+
+class UpstreamClient:
+    """Asks ``reportCount`` over a shared ``httpx.AsyncClient`` owned by the app's lifespan."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + REPORT_COUNT_PATH
+
+    async def report_count(self, credential: Credential, query: CountQuery) -> int:
+        """The number of calls matching ``query`` for ``credential``; raises GatewayError."""
+        try:
+            async with self._http.stream(
+                "POST", self._url, json=query.body(credential), follow_redirects=False
+            ) as response:
+                content = await _read_capped(response)
+        except httpx.HTTPError as exc:
+            raise translate_httpx_error(exc) from exc
+        return parse_report_count(response.status_code, content)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise UpstreamBadResponseError("DeepCall's answer was too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_report_count(status_code: int, content: bytes) -> int:
+    """Check an upstream answer against the documented contract and return ``cnt``."""
+    if status_code != 200:
+        raise UpstreamBadResponseError(f"DeepCall answered with HTTP status {status_code}")
+    try:
+        payload = json.loads(content)
+    except ValueError:
+        raise UpstreamBadResponseError("DeepCall's answer was not JSON") from None
+    if not isinstance(payload, dict):
+        raise UpstreamBadResponseError("DeepCall's answer had an unexpected shape")
+    status, code, count = payload.get("status"), payload.get("code"), payload.get("cnt")
+    if status == "error" and type(code) is int:
+        raise from_upstream_code(code)
+    if status == "success" and type(count) is int and count >= 0:
+        if count > MAX_GRAPHQL_INT:
+            raise UpstreamBadResponseError("DeepCall's count does not fit a GraphQL Int")
+        return count
+    raise UpstreamBadResponseError("DeepCall's answer had an unexpected shape")
+
+
+def translate_httpx_error(exc: httpx.HTTPError) -> GatewayError:
+    """The gateway error for any httpx failure: the one place httpx exceptions are mapped."""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeoutError("DeepCall did not answer in time")
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError):
+        # Refused, reset, or a connection dropped mid-answer.
+        return UpstreamUnavailableError("DeepCall could not be reached")
+    # Decoding failures, redirects, unsupported protocols, a closed client.
+    logger.warning("upstream request failed: %s", type(exc).__name__)
+    return UpstreamBadResponseError("DeepCall's answer could not be used")
