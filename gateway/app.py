@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -43,38 +44,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        base_url, example_headers, upstream_transport = settings.upstream_url, None, transport
-        if settings.embedded and transport is None:
-            upstream_transport, example_headers = _embedded_simulator()
-            base_url = EMBEDDED_BASE_URL
-        limits = httpx.Limits(
-            max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
-        )
-        async with httpx.AsyncClient(
-            transport=upstream_transport,
-            timeout=httpx.Timeout(settings.upstream_timeout),
-            limits=limits,
-            trust_env=False,
-            follow_redirects=False,
-        ) as http:
-            secret = (
-                str(settings.cache_key_secret).encode()
-                if settings.cache_key_secret
-                else secrets.token_bytes(32)
-            )
-            app.state.services = Services(
-                settings=settings,
-                upstream=UpstreamClient(http, base_url),
-                cache=CountCache(settings.cache_maxsize, settings.cache_ttl, timer=clock),
-                keys=KeyMaker(secret),
-                example_headers=example_headers,
-            )
-            app.state.ready = True
-            try:
-                yield
-            finally:
-                app.state.ready = False
+        with contextlib.ExitStack() as owned:
+            base_url, example_headers, upstream_transport = settings.upstream_url, None, transport
+            if settings.embedded and transport is None:
+                upstream_transport, example_headers = _embedded_simulator(owned)
+                base_url = EMBEDDED_BASE_URL
+            async with _serving(settings, upstream_transport, base_url, clock) as services:
+                app.state.services = dataclasses.replace(services, example_headers=example_headers)
+                app.state.ready = True
+                try:
+                    yield
+                finally:
+                    app.state.ready = False
 
     middleware = []
     if settings.cors_origins:
@@ -103,10 +84,40 @@ def create_app(
     return app
 
 
-def _embedded_simulator() -> tuple[httpx.AsyncBaseTransport, dict[str, str]]:
+@contextlib.asynccontextmanager
+async def _serving(
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    base_url: str,
+    clock: Callable[[], float],
+) -> AsyncIterator[Services]:
+    """The shared services, around the one ``httpx.AsyncClient`` of this process."""
+    limits = httpx.Limits(
+        max_connections=settings.upstream_max_connections,
+        max_keepalive_connections=settings.upstream_max_connections,
+    )
+    async with httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(settings.upstream_timeout),
+        limits=limits,
+        trust_env=False,
+        follow_redirects=False,
+    ) as http:
+        secret = settings.cache_key_secret
+        yield Services(
+            settings=settings,
+            upstream=UpstreamClient(http, base_url),
+            cache=CountCache(settings.cache_maxsize, settings.cache_ttl, timer=clock),
+            keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
+        )
+
+
+def _embedded_simulator(
+    owned: contextlib.ExitStack,
+) -> tuple[httpx.AsyncBaseTransport, dict[str, str]]:
     from gateway.simulator import DEMO_CREDENTIALS, Simulator, create_simulator_app
 
-    simulator = Simulator()
+    simulator = owned.enter_context(Simulator())
     logger.warning("GATEWAY_UPSTREAM_URL is not set: serving DEMO DATA from the embedded simulator")
     print(simulator.describe_credentials(), flush=True)
     ssid = next(c.ssid for c in DEMO_CREDENTIALS if c.ssid and c.can_list and not c.expired)

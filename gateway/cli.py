@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _run(app: object, host: str, port: int, **options: object) -> None:
     import uvicorn
 
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to whatever
+    # handler was installed before it: make that a no-op, so a graceful stop
+    # exits with status 0 (what Kubernetes and systemd expect), not 143.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run(app, host=host, port=port, log_config=None, **options)  # type: ignore[arg-type]
+
+
+def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.config import Settings, SettingsError
 
@@ -19,12 +30,14 @@ def _serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"deepcall-gateway: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     app = create_app(settings)
-    uvicorn.run(
+    _run(
         app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
+        args.host,
+        args.port,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
@@ -32,13 +45,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.simulator import Simulator, create_simulator_app
 
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = Simulator(seed=args.seed, calls=args.calls, path=args.db)
     print(simulator.describe_credentials(), flush=True)
-    uvicorn.run(create_simulator_app(simulator), host=args.host, port=args.port)
+    _run(create_simulator_app(simulator), args.host, args.port)
     return 0
 
 

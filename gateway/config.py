@@ -119,7 +119,9 @@ class _Reader:
             value: T | None = self._config(key, cast=cast, default=None)
         except (ValueError, TypeError) as exc:
             raw = self._config(key, default="")
-            self.fail(f"{key}={raw!r} is invalid: {_reason(exc)}")
+            # starlette re-raises a generic error inside ours; ours says what is expected.
+            ours = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
+            self.fail(f"{key}={raw!r} is invalid: {_reason(ours)}")
             return default
         return default if value is None else value
 
@@ -132,7 +134,8 @@ class _Reader:
     def check(self, key: str, validate: Callable[[str], object], value: str) -> None:
         try:
             validate(value)
-        except (ValueError, ZoneInfoNotFoundError) as exc:
+        except (ValueError, OSError, ZoneInfoNotFoundError) as exc:
+            # OSError: ZoneInfo("America") names a directory of zones.
             self.fail(f"{key}={value!r} is invalid: {_reason(exc)}")
 
 
@@ -156,7 +159,8 @@ def _origins(value: str) -> tuple[str, ...]:
     origins = tuple(item.strip() for item in value.split(",") if item.strip())
     for origin in origins:
         parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        extras = parts.path or parts.query or parts.fragment or parts.username
+        if parts.scheme not in ("http", "https") or not parts.hostname or extras:
             raise ValueError(f"{origin!r} is not an origin like https://dash.example.com")
     return origins
 

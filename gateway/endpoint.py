@@ -169,7 +169,9 @@ def format_error(error: GraphQLError, validation_failed: bool, request_id: str) 
         formatted["extensions"] = original.extensions()
         if isinstance(original, InternalServerError):
             formatted["extensions"]["requestId"] = request_id
-    elif validation_failed and original is None:
+    elif validation_failed and (original is None or error.nodes):
+        # graphql-core's own rejections point at the document (a scalar's parse
+        # error included); a bare error here is an exception strawberry caught.
         formatted["extensions"] = {"code": VALIDATION_FAILED, "retryable": False}
     elif not validation_failed and not error.path:
         # Variable values that do not fit their types: the client's to fix.

@@ -15,28 +15,37 @@ from gateway.errors import BadUserInputError
 from gateway.types import CallFilterInput
 from gateway.upstream import CountQuery
 
-UPSTREAM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MODELLED_KEYS = frozenset({"dtGte", "dtLte", "agtIds", "campId", "st"})
 MAX_PRIORITY_FILTER_CHARS = 8192
 T = TypeVar("T")
 
 
-def to_upstream_time(value: dt.datetime, zone: ZoneInfo, *, round_up: bool) -> dt.datetime:
-    """``value`` as a naive wall-clock time in ``zone``, whole seconds.
+def to_upstream_zone(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """``value`` as a naive wall-clock time in ``zone`` (naive values are already in it)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=None)
+    try:
+        return value.astimezone(zone).replace(tzinfo=None)
+    except OverflowError:
+        raise BadUserInputError("filter dates must fall within years 1 to 9999") from None
+
+
+def upstream_time(value: dt.datetime, *, round_up: bool) -> str:
+    """``value`` in the upstream's ``YYYY-MM-DD HH:MM:SS``, whole seconds.
 
     The upstream compares whole seconds, inclusively: a lower bound with a
     fraction rounds up and an upper bound rounds down, so neither admits a
-    call outside the asked-for instant range.
+    call outside the asked-for range.
     """
-    if value.tzinfo is not None and value.utcoffset() is not None:
-        value = value.astimezone(zone).replace(tzinfo=None)
-    else:
-        value = value.replace(tzinfo=None)
     if value.microsecond:
         value = value.replace(microsecond=0)
         if round_up:
-            value += dt.timedelta(seconds=1)
-    return value
+            try:
+                value += dt.timedelta(seconds=1)
+            except OverflowError:
+                raise BadUserInputError("filter dates must fall within years 1 to 9999") from None
+    # isoformat, not strftime: %Y is not zero-padded before year 1000 on glibc.
+    return value.isoformat(sep=" ")
 
 
 def _given(value: T | None) -> T | None:
@@ -61,11 +70,12 @@ def upstream_filter(filter: CallFilterInput | None, zone: ZoneInfo) -> dict[str,
         out.update(extra)
     start = end = None
     if (from_ := _given(filter.from_)) is not None:
-        start = to_upstream_time(from_, zone, round_up=True)
-        out["dtGte"] = start.strftime(UPSTREAM_TIME_FORMAT)
+        start = to_upstream_zone(from_, zone)
+        out["dtGte"] = upstream_time(start, round_up=True)
     if (to := _given(filter.to)) is not None:
-        end = to_upstream_time(to, zone, round_up=False)
-        out["dtLte"] = end.strftime(UPSTREAM_TIME_FORMAT)
+        end = to_upstream_zone(to, zone)
+        out["dtLte"] = upstream_time(end, round_up=False)
+    # Judged before rounding: from == to with a fraction is a valid (empty) range.
     if start is not None and end is not None and start > end:
         raise BadUserInputError("filter.from must not be after filter.to")
     if (agent_ids := _given(filter.agent_ids)) is not None:

@@ -40,10 +40,8 @@ class Credential:
     token: str | None = field(default=None, repr=False)
 
     def identity(self) -> bytes:
-        """The whole credential as bytes, unambiguous between the two forms (for keying)."""
-        if self.ssid is not None:
-            return b"ssid\0" + self.ssid.encode()
-        return b"user\0" + (self.user_id or "").encode() + b"\0" + (self.token or "").encode()
+        """The whole credential as bytes, unambiguous between forms and parts (for keying)."""
+        return json.dumps([self.ssid, self.user_id, self.token]).encode()
 
     def body(self) -> dict[str, str]:
         """The authentication fields of an upstream request body: never both forms."""
@@ -125,7 +123,7 @@ def parse_report_count(status_code: int, content: bytes) -> int:
         raise UpstreamBadResponseError(f"DeepCall answered with HTTP status {status_code}")
     try:
         payload = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpstreamBadResponseError("DeepCall's answer was not JSON") from None
     if not isinstance(payload, dict):
         raise UpstreamBadResponseError("DeepCall's answer had an unexpected shape")

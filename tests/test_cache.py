@@ -1,0 +1,328 @@
+"""Unit tests for cache keys, the TTL count cache and its single flight."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.cache import CacheKey, CountCache, KeyMaker
+from gateway.errors import UpstreamError
+from gateway.upstream import CountQuery, Credential
+
+SECRET = b"per-process-secret-for-tests"
+QUERY = CountQuery.build({"dtGte": "2025-11-20 00:00:00", "st": ["answered"]}, None)
+OTHER_QUERY = CountQuery.build({"dtGte": "2025-11-21 00:00:00", "st": ["answered"]}, None)
+
+
+class FakeTimer:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Fetcher:
+    """A fetch function that counts its calls and returns (or raises) what it is told."""
+
+    def __init__(self, value: int = 42) -> None:
+        self.value = value
+        self.error: Exception | None = None
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.release.set()
+        self.finished = False
+
+    def hold(self) -> Fetcher:
+        """Make calls wait for ``release`` once started."""
+        self.release.clear()
+        return self
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        self.started.set()
+        await self.release.wait()
+        self.finished = True
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def key(name: str = "a") -> CacheKey:
+    """A cache key for ssid ``name`` asking QUERY."""
+    return KeyMaker(SECRET).key(Credential(ssid=name), QUERY)
+
+
+# KeyMaker
+
+
+def test_same_credential_and_query_give_equal_keys() -> None:
+    """The same credential asking the same question gets the same key, across KeyMakers."""
+    first = KeyMaker(SECRET).key(Credential(user_id="u1", token="t1"), QUERY)
+    second = KeyMaker(SECRET).key(Credential(user_id="u1", token="t1"), QUERY)
+
+    assert first == second
+    assert hash(first) == hash(second)
+
+
+def test_the_query_is_part_of_the_key() -> None:
+    """The same credential asking different questions gets different keys."""
+    keys = KeyMaker(SECRET)
+    credential = Credential(ssid="s1")
+
+    assert keys.key(credential, QUERY) != keys.key(credential, OTHER_QUERY)
+    assert keys.key(credential, QUERY) != keys.key(
+        credential, CountQuery(QUERY.filter_json, "e30=")
+    )
+
+
+def test_different_ssids_give_different_keys() -> None:
+    """Two session ids never share a key."""
+    keys = KeyMaker(SECRET)
+
+    assert keys.key(Credential(ssid="s1"), QUERY) != keys.key(Credential(ssid="s2"), QUERY)
+
+
+def test_a_wrong_token_does_not_share_the_right_users_key() -> None:
+    """The same user id with another token gets a different key (a wrong token never hits)."""
+    keys = KeyMaker(SECRET)
+
+    right = keys.key(Credential(user_id="u1", token="right"), QUERY)
+    wrong = keys.key(Credential(user_id="u1", token="wrong"), QUERY)
+
+    assert right.principal != wrong.principal
+    assert right != wrong
+
+
+def test_the_two_credential_forms_never_share_a_key() -> None:
+    """ssid "a" and userId "a" (with any token) get different keys."""
+    keys = KeyMaker(SECRET)
+
+    as_ssid = keys.principal(Credential(ssid="a"))
+
+    assert as_ssid != keys.principal(Credential(user_id="a", token=""))
+    assert as_ssid != keys.principal(Credential(user_id="a", token="a"))
+
+
+def test_the_secret_is_part_of_the_principal() -> None:
+    """Two KeyMakers with different secrets derive different principals for one credential."""
+    credential = Credential(user_id="u1", token="t1")
+
+    assert KeyMaker(b"secret-one").principal(credential) != KeyMaker(b"secret-two").principal(
+        credential
+    )
+
+
+def test_the_principal_is_an_hmac_sha256_digest() -> None:
+    """The principal is a 32-byte digest, not the credential."""
+    principal = KeyMaker(SECRET).principal(Credential(ssid="s1"))
+
+    assert isinstance(principal, bytes)
+    assert len(principal) == 32
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        Credential(ssid="ssid-SENTINEL-91d3"),
+        Credential(user_id="user-SENTINEL-4be0", token="token-SENTINEL-c55a"),
+    ],
+    ids=["ssid", "user"],
+)
+def test_the_key_holds_no_credential_text(credential: Credential) -> None:
+    """No credential text appears in the key's fields, its repr, or its bytes."""
+    cache_key = KeyMaker(SECRET).key(credential, QUERY)
+    secrets = [s for s in (credential.ssid, credential.user_id, credential.token) if s]
+
+    as_bytes = b"".join(
+        field if isinstance(field, bytes) else str(field).encode() for field in cache_key
+    )
+    for secret in secrets:
+        assert secret.encode() not in as_bytes
+        assert secret not in repr(cache_key)
+        assert secret not in str(cache_key)
+    assert b"SENTINEL" not in as_bytes
+
+
+# CountCache: TTL
+
+
+async def test_a_fresh_entry_is_served_without_fetching() -> None:
+    """Before the TTL passes a second ask is a hit: fetch is not called again."""
+    timer = FakeTimer()
+    cache = CountCache(maxsize=10, ttl=10, timer=timer)
+    fetch = Fetcher(value=7)
+
+    assert await cache.get_or_fetch(key(), fetch) == 7
+    timer.now += 9.9
+    assert await cache.get_or_fetch(key(), fetch) == 7
+
+    assert fetch.calls == 1
+    assert cache.get(key()) == 7
+
+
+async def test_an_expired_entry_is_fetched_again() -> None:
+    """Once the TTL has passed the entry is gone and fetch is called again."""
+    timer = FakeTimer()
+    cache = CountCache(maxsize=10, ttl=10, timer=timer)
+    fetch = Fetcher(value=7)
+
+    await cache.get_or_fetch(key(), fetch)
+    timer.now += 10.1
+    assert cache.get(key()) is None
+    fetch.value = 8
+
+    assert await cache.get_or_fetch(key(), fetch) == 8
+    assert fetch.calls == 2
+
+
+async def test_a_count_of_zero_is_cached() -> None:
+    """A count of 0 is a value like any other and is served from the cache."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=0)
+
+    assert await cache.get_or_fetch(key(), fetch) == 0
+    assert await cache.get_or_fetch(key(), fetch) == 0
+
+    assert fetch.calls == 1
+
+
+async def test_a_zero_ttl_caches_nothing() -> None:
+    """With a TTL of 0 every ask fetches, even while the clock stands still."""
+    cache = CountCache(maxsize=10, ttl=0, timer=FakeTimer())
+    fetch = Fetcher(value=5)
+
+    await cache.get_or_fetch(key(), fetch)
+    await cache.get_or_fetch(key(), fetch)
+
+    assert fetch.calls == 2
+
+
+async def test_failures_are_not_cached() -> None:
+    """A fetch that raises stores nothing: the next ask fetches again and can succeed."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=3)
+    fetch.error = UpstreamError("upstream trouble", upstream_code=1009)
+
+    with pytest.raises(UpstreamError):
+        await cache.get_or_fetch(key(), fetch)
+    assert cache.get(key()) is None
+    assert len(cache) == 0
+
+    fetch.error = None
+    assert await cache.get_or_fetch(key(), fetch) == 3
+    assert fetch.calls == 2
+    assert cache.get(key()) == 3
+
+
+async def test_maxsize_bounds_the_cache() -> None:
+    """The cache never holds more than maxsize entries; the newest entry is kept."""
+    cache = CountCache(maxsize=3, ttl=60, timer=FakeTimer())
+
+    for number in range(10):
+        await cache.get_or_fetch(key(f"user-{number}"), Fetcher(value=number))
+        assert len(cache) <= 3
+
+    assert len(cache) == 3
+    assert cache.get(key("user-9")) == 9
+    assert cache.get(key("user-0")) is None
+
+
+# CountCache: single flight
+
+
+async def test_concurrent_identical_misses_share_one_fetch() -> None:
+    """N concurrent asks for one key while it is fetched cause one fetch, and all get its value."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=11).hold()
+
+    waiters = [asyncio.create_task(cache.get_or_fetch(key(), fetch)) for _ in range(20)]
+    await fetch.started.wait()
+    assert cache.in_flight == 1
+    fetch.release.set()
+    results = await asyncio.gather(*waiters)
+
+    assert results == [11] * 20
+    assert fetch.calls == 1
+    assert cache.in_flight == 0
+
+
+async def test_different_keys_fetch_separately() -> None:
+    """Concurrent asks for different keys each get their own fetch and their own value."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch_a, fetch_b = Fetcher(value=1).hold(), Fetcher(value=2).hold()
+
+    task_a = asyncio.create_task(cache.get_or_fetch(key("a"), fetch_a))
+    task_b = asyncio.create_task(cache.get_or_fetch(key("b"), fetch_b))
+    await fetch_a.started.wait()
+    await fetch_b.started.wait()
+    assert cache.in_flight == 2
+    fetch_a.release.set()
+    fetch_b.release.set()
+
+    assert list(await asyncio.gather(task_a, task_b)) == [1, 2]
+    assert (fetch_a.calls, fetch_b.calls) == (1, 1)
+
+
+async def test_a_failed_flight_reaches_every_waiter_and_does_not_poison() -> None:
+    """All waiters of a failing fetch get its error; the next ask starts a fresh fetch."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=9).hold()
+    fetch.error = UpstreamError("upstream trouble", upstream_code=1009)
+
+    waiters = [asyncio.create_task(cache.get_or_fetch(key(), fetch)) for _ in range(5)]
+    await fetch.started.wait()
+    fetch.release.set()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+
+    assert all(isinstance(result, UpstreamError) for result in results), results
+    assert fetch.calls == 1
+    assert cache.in_flight == 0
+
+    fetch.error = None
+    assert await cache.get_or_fetch(key(), fetch) == 9
+    assert fetch.calls == 2
+
+
+async def test_cancelling_one_waiter_does_not_cancel_the_shared_fetch() -> None:
+    """A waiter that is cancelled leaves the shared fetch running; the others get its value."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=13).hold()
+
+    leader = asyncio.create_task(cache.get_or_fetch(key(), fetch))
+    others = [asyncio.create_task(cache.get_or_fetch(key(), fetch)) for _ in range(3)]
+    await fetch.started.wait()
+
+    leader.cancel()
+    await asyncio.wait({leader})
+    assert leader.cancelled()
+    assert cache.in_flight == 1
+    assert fetch.finished is False
+
+    fetch.release.set()
+    assert await asyncio.gather(*others) == [13, 13, 13]
+    assert fetch.calls == 1
+    assert fetch.finished is True
+    assert cache.get(key()) == 13
+
+
+async def test_a_fetch_whose_waiters_all_left_still_fills_the_cache() -> None:
+    """When every waiter is cancelled the fetch still completes and its value is cached."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=21).hold()
+
+    waiter = asyncio.create_task(cache.get_or_fetch(key(), fetch))
+    await fetch.started.wait()
+    waiter.cancel()
+    await asyncio.wait({waiter})
+    assert waiter.cancelled()
+
+    fetch.release.set()
+    # A later ask joins the still-running flight instead of starting a new one.
+    assert await cache.get_or_fetch(key(), fetch) == 21
+    assert fetch.calls == 1
+    assert cache.get(key()) == 21

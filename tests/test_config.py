@@ -1,0 +1,251 @@
+"""Unit tests for Settings.from_environ: defaults, parsing, and one line per bad value."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.config import EMBEDDED, Settings, SettingsError
+
+SECRET = "s3cr3t-cache-key-7f2a9c"
+
+
+def problems(environ: dict[str, str]) -> list[str]:
+    """The lines of the SettingsError that ``environ`` must raise."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ(environ)
+    return str(caught.value).splitlines()
+
+
+def test_empty_environ_gives_the_documented_defaults() -> None:
+    """An empty environment yields the documented defaults, embedded simulator included."""
+    settings = Settings.from_environ({})
+
+    assert settings == Settings()
+    assert settings.upstream_url == EMBEDDED
+    assert settings.embedded is True
+    assert settings.upstream_tz == "Asia/Kolkata"
+    assert settings.zone == ZoneInfo("Asia/Kolkata")
+    assert settings.upstream_timeout == 5.0
+    assert settings.upstream_max_connections == 100
+    assert settings.cache_ttl == 15.0
+    assert settings.cache_maxsize == 10_000
+    assert settings.cache_key_secret is None
+    assert settings.max_aliases == 50
+    assert settings.request_concurrency == 16
+    assert settings.graphiql is True
+    assert settings.introspection is True
+    assert settings.cors_origins == ()
+    assert settings.log_level == "INFO"
+    assert settings.environment == "development"
+    assert settings.shutdown_timeout == 20
+
+
+def test_every_setting_is_read_from_its_key() -> None:
+    """Each GATEWAY_* key sets its field, cast to the field's type."""
+    settings = Settings.from_environ(
+        {
+            "GATEWAY_UPSTREAM_URL": "https://api.deepcall.example/base",
+            "GATEWAY_UPSTREAM_TZ": "Europe/Berlin",
+            "GATEWAY_UPSTREAM_TIMEOUT": "2.5",
+            "GATEWAY_UPSTREAM_MAX_CONNECTIONS": "7",
+            "GATEWAY_CACHE_TTL": "0",
+            "GATEWAY_CACHE_MAXSIZE": "123",
+            "GATEWAY_CACHE_KEY_SECRET": SECRET,
+            "GATEWAY_MAX_ALIASES": "9",
+            "GATEWAY_REQUEST_CONCURRENCY": "3",
+            "GATEWAY_GRAPHIQL": "false",
+            "GATEWAY_INTROSPECTION": "0",
+            "GATEWAY_CORS_ORIGINS": " https://dash.example.com , http://localhost:3000,",
+            "GATEWAY_LOG_LEVEL": "debug",
+            "GATEWAY_ENV": "Staging",
+            "GATEWAY_SHUTDOWN_TIMEOUT": "0",
+        }
+    )
+
+    assert settings.upstream_url == "https://api.deepcall.example/base"
+    assert settings.embedded is False
+    assert settings.upstream_tz == "Europe/Berlin"
+    assert settings.zone == ZoneInfo("Europe/Berlin")
+    assert settings.upstream_timeout == 2.5
+    assert settings.upstream_max_connections == 7
+    assert settings.cache_ttl == 0.0
+    assert settings.cache_maxsize == 123
+    assert settings.cache_key_secret is not None
+    assert str(settings.cache_key_secret) == SECRET
+    assert settings.max_aliases == 9
+    assert settings.request_concurrency == 3
+    assert settings.graphiql is False
+    assert settings.introspection is False
+    assert settings.cors_origins == ("https://dash.example.com", "http://localhost:3000")
+    assert settings.log_level == "DEBUG"
+    assert settings.environment == "staging"
+    assert settings.shutdown_timeout == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("TRUE", True), ("1", True), ("false", False), ("False", False), ("0", False)],
+)
+def test_booleans_accept_true_false_one_zero(raw: str, expected: bool) -> None:
+    """Boolean settings accept true/false/1/0 in any case."""
+    settings = Settings.from_environ({"GATEWAY_GRAPHIQL": raw, "GATEWAY_INTROSPECTION": raw})
+
+    assert settings.graphiql is expected
+    assert settings.introspection is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # not a number
+        ("GATEWAY_UPSTREAM_TIMEOUT", "soon"),
+        ("GATEWAY_UPSTREAM_MAX_CONNECTIONS", "many"),
+        ("GATEWAY_CACHE_TTL", "15s"),
+        ("GATEWAY_CACHE_MAXSIZE", "1.5"),
+        ("GATEWAY_MAX_ALIASES", ""),
+        ("GATEWAY_REQUEST_CONCURRENCY", "ten"),
+        ("GATEWAY_SHUTDOWN_TIMEOUT", "20s"),
+        # out of range
+        ("GATEWAY_UPSTREAM_TIMEOUT", "0"),
+        ("GATEWAY_UPSTREAM_TIMEOUT", "301"),
+        ("GATEWAY_UPSTREAM_TIMEOUT", "nan"),
+        ("GATEWAY_UPSTREAM_MAX_CONNECTIONS", "0"),
+        ("GATEWAY_CACHE_TTL", "-1"),
+        ("GATEWAY_CACHE_TTL", "inf"),
+        ("GATEWAY_CACHE_MAXSIZE", "0"),
+        ("GATEWAY_MAX_ALIASES", "1001"),
+        ("GATEWAY_REQUEST_CONCURRENCY", "0"),
+        ("GATEWAY_SHUTDOWN_TIMEOUT", "-5"),
+        # bad URL
+        ("GATEWAY_UPSTREAM_URL", "ftp://api.deepcall.example"),
+        ("GATEWAY_UPSTREAM_URL", "api.deepcall.example"),
+        ("GATEWAY_UPSTREAM_URL", "https://"),
+        ("GATEWAY_UPSTREAM_URL", "https://user:pw@api.deepcall.example"),
+        ("GATEWAY_UPSTREAM_URL", "https://api.deepcall.example/?x=1"),
+        ("GATEWAY_UPSTREAM_URL", "Embedded"),
+        # bad time zone
+        ("GATEWAY_UPSTREAM_TZ", "Mars/Olympus_Mons"),
+        ("GATEWAY_UPSTREAM_TZ", "../../etc/passwd"),
+        ("GATEWAY_UPSTREAM_TZ", ""),
+        # bad origin
+        ("GATEWAY_CORS_ORIGINS", "dash.example.com"),
+        ("GATEWAY_CORS_ORIGINS", "https://ok.example.com,ftp://files.example.com"),
+        ("GATEWAY_CORS_ORIGINS", "*"),
+        # bad log level
+        ("GATEWAY_LOG_LEVEL", "loud"),
+        # bad bool
+        ("GATEWAY_GRAPHIQL", "yes"),
+        ("GATEWAY_INTROSPECTION", "2"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_its_key(key: str, value: str) -> None:
+    """A single bad value is refused with exactly one line, and that line names the key."""
+    lines = problems({key: value})
+
+    assert len(lines) == 1, lines
+    assert key in lines[0]
+
+
+def test_a_time_zone_directory_is_one_line_naming_its_key() -> None:
+    """A zone group such as "America" (a directory, not a zone) is refused with one line."""
+    lines = problems({"GATEWAY_UPSTREAM_TZ": "America"})
+
+    assert len(lines) == 1, lines
+    assert "GATEWAY_UPSTREAM_TZ" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "explanation"),
+    [
+        ("GATEWAY_LOG_LEVEL", "loud", "expected DEBUG, INFO, WARNING or ERROR"),
+        ("GATEWAY_CORS_ORIGINS", "ftp://files.example.com", "is not an origin like"),
+    ],
+)
+def test_a_bad_value_line_says_what_is_expected(key: str, value: str, explanation: str) -> None:
+    """The line for a value refused by our own validator carries that validator's explanation."""
+    lines = problems({key: value})
+
+    assert len(lines) == 1, lines
+    assert explanation in lines[0]
+    assert "_log_level" not in lines[0]
+    assert "_origins" not in lines[0]
+
+
+def test_an_origin_with_a_path_is_refused() -> None:
+    """A CORS origin carrying a path (even a lone "/") is refused, since it could never match."""
+    lines = problems({"GATEWAY_CORS_ORIGINS": "https://dash.example.com/"})
+
+    assert len(lines) == 1, lines
+    assert "GATEWAY_CORS_ORIGINS" in lines[0]
+
+
+def test_several_bad_values_give_one_line_each() -> None:
+    """Several bad values are all reported together, one line per key."""
+    lines = problems(
+        {
+            "GATEWAY_UPSTREAM_TIMEOUT": "soon",
+            "GATEWAY_CACHE_MAXSIZE": "0",
+            "GATEWAY_UPSTREAM_URL": "ftp://x.example",
+            "GATEWAY_UPSTREAM_TZ": "Nowhere/Special",
+            "GATEWAY_GRAPHIQL": "maybe",
+            "GATEWAY_LOG_LEVEL": "chatty",
+        }
+    )
+
+    assert len(lines) == 6, lines
+    assert {line.split("=", 1)[0] for line in lines} == {
+        "GATEWAY_UPSTREAM_TIMEOUT",
+        "GATEWAY_CACHE_MAXSIZE",
+        "GATEWAY_UPSTREAM_URL",
+        "GATEWAY_UPSTREAM_TZ",
+        "GATEWAY_GRAPHIQL",
+        "GATEWAY_LOG_LEVEL",
+    }
+
+
+@pytest.mark.parametrize("env", ["production", "Production", "PRODUCTION"])
+def test_production_without_an_upstream_url_is_refused(env: str) -> None:
+    """GATEWAY_ENV=production with GATEWAY_UPSTREAM_URL unset refuses to serve demo data."""
+    lines = problems({"GATEWAY_ENV": env})
+
+    assert len(lines) == 1, lines
+    assert "GATEWAY_UPSTREAM_URL" in lines[0]
+
+
+def test_production_may_ask_for_the_embedded_simulator_by_name() -> None:
+    """GATEWAY_ENV=production with GATEWAY_UPSTREAM_URL=embedded is allowed on purpose."""
+    settings = Settings.from_environ(
+        {"GATEWAY_ENV": "production", "GATEWAY_UPSTREAM_URL": "embedded"}
+    )
+
+    assert settings.environment == "production"
+    assert settings.embedded is True
+
+
+def test_production_with_a_real_upstream_url_is_allowed() -> None:
+    """GATEWAY_ENV=production with an http(s) upstream URL starts normally."""
+    settings = Settings.from_environ(
+        {"GATEWAY_ENV": "production", "GATEWAY_UPSTREAM_URL": "https://api.deepcall.example"}
+    )
+
+    assert settings.embedded is False
+    assert settings.upstream_url == "https://api.deepcall.example"
+
+
+def test_repr_hides_the_cache_key_secret() -> None:
+    """repr() and str() of Settings never show GATEWAY_CACHE_KEY_SECRET's value."""
+    settings = Settings.from_environ({"GATEWAY_CACHE_KEY_SECRET": SECRET})
+
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings)
+    assert SECRET not in repr(settings.cache_key_secret)
+
+
+def test_settings_errors_do_not_show_the_cache_key_secret() -> None:
+    """A SettingsError raised beside a set secret does not mention the secret's value."""
+    lines = problems({"GATEWAY_CACHE_KEY_SECRET": SECRET, "GATEWAY_CACHE_TTL": "never"})
+
+    assert len(lines) == 1, lines
+    assert SECRET not in "\n".join(lines)
