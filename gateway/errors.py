@@ -23,6 +23,7 @@ text, URLs and exception names never reach a client.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
@@ -67,10 +68,18 @@ class BadUserInputError(GatewayError):
 
 
 class RateLimitedError(GatewayError):
-    """The client spent its allowance of upstream calls."""
+    """The client spent its allowance of upstream calls; ``retry_after`` says when to come back."""
 
     code = "RATE_LIMITED"
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def extensions(self) -> dict[str, Any]:
+        """The base extensions plus ``retryAfter``, in whole seconds (at least 1)."""
+        return {**super().extensions(), "retryAfter": max(1, math.ceil(self.retry_after))}
 
 
 class InternalServerError(GatewayError):

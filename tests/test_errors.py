@@ -93,10 +93,12 @@ def test_an_unknown_upstream_code_is_named_in_the_message() -> None:
 def test_extensions_of_a_gateway_side_error_have_no_upstream_code() -> None:
     """An error raised by the gateway itself carries code and retryable, and no upstreamCode."""
     assert BadUserInputError("bad").extensions() == {"code": "BAD_USER_INPUT", "retryable": False}
-    assert RateLimitedError("slow down").extensions() == {
+    assert RateLimitedError("slow down", retry_after=0.2).extensions() == {
         "code": "RATE_LIMITED",
         "retryable": True,
+        "retryAfter": 1,
     }
+    assert RateLimitedError("slow down", retry_after=2.5).extensions()["retryAfter"] == 3
     assert UpstreamTimeoutError("late").extensions() == {
         "code": "UPSTREAM_TIMEOUT",
         "retryable": True,
