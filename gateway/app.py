@@ -72,7 +72,9 @@ def create_app(
     app = Starlette(
         routes=[
             Route(
-                "/graphql", GraphQLEndpoint(create_schema(settings)).handle, methods=["GET", "POST"]
+                "/graphql",
+                GraphQLEndpoint(create_schema(), settings).handle,
+                methods=["GET", "POST"],
             ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

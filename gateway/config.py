@@ -28,23 +28,42 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the gateway can be told from its environment."""
+    """Everything the gateway can be told from its environment: ``GATEWAY_<FIELD>``."""
 
     upstream_url: str = EMBEDDED
     upstream_tz: str = "Asia/Kolkata"
     upstream_timeout: float = 5.0
+    upstream_deadline: float = 12.0
+    upstream_retries: int = 2
     upstream_max_connections: int = 100
+    upstream_concurrency: int = 64
+    upstream_queue: int = 256
+    upstream_queue_timeout: float = 1.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 10.0
     cache_ttl: float = 15.0
+    cache_stale: float = 300.0
     cache_maxsize: int = 10_000
     cache_key_secret: Secret | None = None
+    rate_limit: float = 50.0
+    rate_burst: float = 100.0
     max_aliases: int = 50
+    max_depth: int = 15
+    max_tokens: int = 2_000
+    max_directives: int = 50
+    max_body_bytes: int = 256 * 1024
+    max_batch: int = 10
+    max_fanout: int = 100
+    document_cache: int = 512
     request_concurrency: int = 16
+    allow_get: bool = False
     graphiql: bool = True
     introspection: bool = True
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
-    environment: str = "development"
+    env: str = "development"
     shutdown_timeout: int = 20
+    drain_seconds: float = 0.0
 
     @property
     def embedded(self) -> bool:
@@ -61,37 +80,22 @@ class Settings:
         """Read ``GATEWAY_*`` keys from ``environ``; raise SettingsError listing every bad one."""
         reader = _Reader(environ)
         default = cls()
-        values: dict[str, Any] = {
-            "upstream_url": reader.get("GATEWAY_UPSTREAM_URL", str, default.upstream_url),
-            "upstream_tz": reader.get("GATEWAY_UPSTREAM_TZ", str, default.upstream_tz),
-            "upstream_timeout": reader.number(
-                "GATEWAY_UPSTREAM_TIMEOUT", float, default.upstream_timeout, 0.01, 300
-            ),
-            "upstream_max_connections": reader.number(
-                "GATEWAY_UPSTREAM_MAX_CONNECTIONS", int, default.upstream_max_connections, 1, 10_000
-            ),
-            "cache_ttl": reader.number("GATEWAY_CACHE_TTL", float, default.cache_ttl, 0, 86_400),
-            "cache_maxsize": reader.number(
-                "GATEWAY_CACHE_MAXSIZE", int, default.cache_maxsize, 1, 10_000_000
-            ),
-            "cache_key_secret": reader.get("GATEWAY_CACHE_KEY_SECRET", Secret, None),
-            "max_aliases": reader.number("GATEWAY_MAX_ALIASES", int, default.max_aliases, 1, 1000),
-            "request_concurrency": reader.number(
-                "GATEWAY_REQUEST_CONCURRENCY", int, default.request_concurrency, 1, 1000
-            ),
-            "graphiql": reader.get("GATEWAY_GRAPHIQL", bool, default.graphiql),
-            "introspection": reader.get("GATEWAY_INTROSPECTION", bool, default.introspection),
-            "cors_origins": reader.get("GATEWAY_CORS_ORIGINS", _origins, default.cors_origins),
-            "log_level": reader.get("GATEWAY_LOG_LEVEL", _log_level, default.log_level),
-            "environment": reader.get("GATEWAY_ENV", str, default.environment).lower(),
-            "shutdown_timeout": reader.number(
-                "GATEWAY_SHUTDOWN_TIMEOUT", int, default.shutdown_timeout, 0, 3600
-            ),
-        }
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            key = f"GATEWAY_{field.name.upper()}"
+            fallback = getattr(default, field.name)
+            if field.name in _RANGES:
+                low, high = _RANGES[field.name]
+                values[field.name] = reader.number(key, type(fallback), fallback, low, high)
+            else:
+                cast = _CASTS.get(field.name, type(fallback))
+                values[field.name] = reader.get(key, cast, fallback)
         reader.check("GATEWAY_UPSTREAM_URL", _upstream_url, values["upstream_url"])
         reader.check("GATEWAY_UPSTREAM_TZ", ZoneInfo, values["upstream_tz"])
+        if not reader.problems and values["upstream_deadline"] < values["upstream_timeout"]:
+            reader.fail("GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT")
         if (
-            values["environment"] == "production"
+            values["env"] == "production"
             and values["upstream_url"] == EMBEDDED
             and "GATEWAY_UPSTREAM_URL" not in environ
         ):
@@ -101,7 +105,41 @@ class Settings:
             )
         if reader.problems:
             raise SettingsError("\n".join(reader.problems))
-        return dataclasses.replace(default, **values)
+        return cls(**values)
+
+
+# Numeric settings and their allowed ranges (inclusive).
+_RANGES: dict[str, tuple[float, float]] = {
+    "upstream_timeout": (0.01, 300),
+    "upstream_deadline": (0.01, 900),
+    "upstream_retries": (0, 5),
+    "upstream_max_connections": (1, 10_000),
+    "upstream_concurrency": (1, 10_000),
+    "upstream_queue": (0, 100_000),
+    "upstream_queue_timeout": (0, 60),
+    "breaker_threshold": (1, 1000),
+    "breaker_cooldown": (0.1, 3600),
+    "cache_ttl": (0, 86_400),
+    "cache_stale": (0, 86_400),
+    "cache_maxsize": (1, 10_000_000),
+    "rate_limit": (0, 1_000_000),
+    "rate_burst": (1, 1_000_000),
+    "max_aliases": (1, 1000),
+    "max_depth": (1, 100),
+    "max_tokens": (10, 100_000),
+    "max_directives": (0, 1000),
+    "max_body_bytes": (1024, 16 * 1024 * 1024),
+    "max_batch": (1, 100),
+    "max_fanout": (1, 10_000),
+    "document_cache": (1, 100_000),
+    "request_concurrency": (1, 1000),
+    "shutdown_timeout": (0, 3600),
+    "drain_seconds": (0, 600),
+}
+
+
+def _lower(value: str) -> str:
+    return value.strip().lower()
 
 
 class _Reader:
@@ -170,3 +208,12 @@ def _log_level(value: str) -> str:
     if level not in logging.getLevelNamesMapping():
         raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
     return level
+
+
+# Settings whose values need more than their default's type to read.
+_CASTS: dict[str, Callable[[Any], Any]] = {
+    "cache_key_secret": Secret,
+    "cors_origins": _origins,
+    "log_level": _log_level,
+    "env": _lower,
+}

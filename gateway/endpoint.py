@@ -1,30 +1,37 @@
-"""The ``/graphql`` HTTP endpoint: request parsing, execution, and the one error shape.
+"""The ``/graphql`` HTTP endpoint: request parsing, batching, execution, and the one error shape.
 
 Every error in every response carries ``extensions.code`` from the closed set in
 ``gateway.errors`` and ``extensions.retryable``. Errors nobody planned for are
 masked to the client and logged here, once, with the request id.
+
+A request is one operation (a JSON object) or an array of them (what Apollo's
+BatchHttpLink sends), bounded by ``GATEWAY_MAX_BATCH``; all operations of one
+request share its fan-out budget and its concurrency towards the upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any, TypeGuard, cast
 
-from graphql import GraphQLError, GraphQLSyntaxError
-from starlette.requests import Request
+from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError, execute
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry import Schema
-from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionResult
-from strawberry.types.execution import PreExecutionError
-from strawberry.types.graphql import OperationType
+from strawberry.execution import optimized_is_awaitable
 
+from gateway.config import Settings
 from gateway.context import RequestContext, Services
+from gateway.documents import DocumentError, Documents, Limits, Prepared
 from gateway.errors import (
     PARSE_FAILED,
     VALIDATION_FAILED,
@@ -36,9 +43,11 @@ from gateway.ide import graphiql_page
 
 logger = logging.getLogger("gateway.endpoint")
 
+# strawberry's faster check, typed as graphql-core wants it.
+_is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_QUERY_ONLY = frozenset({OperationType.QUERY})
 
 
 def request_id_of(request: Request) -> str:
@@ -47,114 +56,221 @@ def request_id_of(request: Request) -> str:
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def coded(message: str, code: str) -> dict[str, Any]:
+    """One entry of ``errors`` for a failure that is not retryable."""
+    return {"message": message, "extensions": {"code": code, "retryable": False}}
+
+
 def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
     """A GraphQL-shaped error response for a request that never reached execution."""
-    body = {"errors": [{"message": message, "extensions": {"code": code, "retryable": False}}]}
-    return JSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: request_id})
+    return JSONResponse(
+        {"errors": [coded(message, code)]},
+        status_code=status,
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
+class RequestError(Exception):
+    """The HTTP request itself is unusable; answered with ``status`` and one coded error."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class OperationRequest:
+    """One operation as the client sent it."""
+
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
 
 
 class GraphQLEndpoint:
-    """Serves POSTed GraphQL (and GraphiQL on GET when enabled)."""
+    """Serves GraphQL over HTTP (and GraphiQL on GET when enabled)."""
 
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: Schema, settings: Settings) -> None:
+        self.settings = settings
         self.schema = schema
+        self.documents = Documents(
+            schema._schema,
+            Limits(
+                max_tokens=settings.max_tokens,
+                max_depth=settings.max_depth,
+                max_aliases=settings.max_aliases,
+                max_directives=settings.max_directives,
+            ),
+            introspection=settings.introspection,
+            maxsize=settings.document_cache,
+        )
 
     async def handle(self, request: Request) -> Response:
         """Handle one HTTP request to ``/graphql``."""
         services: Services = request.app.state.services
         request_id = request_id_of(request)
-        if request.method == "GET":
-            return self._get(request, services, request_id)
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return error_response(
-                415, BadUserInputError.code, "POST a JSON body (application/json)", request_id
-            )
         try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            return error_response(400, PARSE_FAILED, "The body is not valid JSON", request_id)
-        try:
-            query, variables, operation_name = _operation(payload)
-        except BadUserInputError as exc:
-            return error_response(400, PARSE_FAILED, exc.message, request_id)
+            if request.method == "GET":
+                if "query" not in request.query_params:
+                    return self._ide(request, services, request_id)
+                batch, operations = False, [self._get_operation(request.query_params)]
+            else:
+                batch, operations = self._post_operations(await self._read_body(request))
+        except RequestError as exc:
+            return error_response(exc.status, exc.code, exc.message, request_id)
+        except ClientDisconnect:
+            return Response(status_code=499)
         context = RequestContext.create(services, request_id, request.headers)
-        body = await self.execute(query, variables, operation_name, context)
+        results = await self.execute_all(operations, context)
+        body: Any = results if batch else results[0]
         return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
 
-    def _get(self, request: Request, services: Services, request_id: str) -> Response:
-        if services.settings.graphiql and "text/html" in request.headers.get("accept", ""):
-            today = dt.datetime.now(services.settings.zone).date()
+    def _ide(self, request: Request, services: Services, request_id: str) -> Response:
+        if self.settings.graphiql and "text/html" in request.headers.get("accept", ""):
+            today = dt.datetime.now(self.settings.zone).date()
             return HTMLResponse(graphiql_page(today, services.example_headers))
         return error_response(
-            405, BadUserInputError.code, "Queries are accepted as POST only", request_id
+            405, BadUserInputError.code, "Send queries as a POST of JSON", request_id
+        )
+
+    def _get_operation(self, params: Mapping[str, str]) -> OperationRequest:
+        if not self.settings.allow_get:
+            raise RequestError(405, BadUserInputError.code, "Send queries as a POST of JSON")
+        try:
+            variables = json.loads(params["variables"]) if "variables" in params else None
+        except (ValueError, RecursionError):
+            raise RequestError(400, PARSE_FAILED, "`variables` is not valid JSON") from None
+        return _operation(
+            {
+                "query": params.get("query"),
+                "variables": variables,
+                "operationName": params.get("operationName"),
+            }
+        )
+
+    async def _read_body(self, request: Request) -> bytes:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise RequestError(415, BadUserInputError.code, "POST a JSON body (application/json)")
+        limit = self.settings.max_body_bytes
+        too_large = RequestError(413, BadUserInputError.code, f"The body exceeds {limit} bytes")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():  # counted as it arrives, not after
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _post_operations(self, body: bytes) -> tuple[bool, list[OperationRequest]]:
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            raise RequestError(400, PARSE_FAILED, "The body is not valid JSON") from None
+        if not isinstance(payload, list):
+            return False, [_operation(payload)]
+        if not payload:
+            raise RequestError(400, PARSE_FAILED, "The batch is empty")
+        if len(payload) > self.settings.max_batch:
+            raise RequestError(
+                400,
+                BadUserInputError.code,
+                f"A batch of {len(payload)} operations; at most {self.settings.max_batch}",
+            )
+        return True, [_operation(item) for item in payload]
+
+    async def execute_all(
+        self, operations: list[OperationRequest], context: RequestContext
+    ) -> list[dict[str, Any]]:
+        """Run every operation of one request, concurrently, within one fan-out budget."""
+        prepared = [self.documents.prepare(op.query) for op in operations]
+        planned = 0
+        for op, doc in zip(operations, prepared, strict=True):
+            if doc.document is not None:
+                with contextlib.suppress(DocumentError):
+                    planned += doc.select(op.operation_name).upstream_fields
+        budget = self.settings.max_fanout
+        if planned > budget:
+            message = f"The request may cause {planned} upstream calls; at most {budget}"
+            return [{"errors": [coded(message, VALIDATION_FAILED)]} for _ in operations]
+        return list(
+            await asyncio.gather(
+                *(
+                    self.execute(op, doc, context)
+                    for op, doc in zip(operations, prepared, strict=True)
+                )
+            )
         )
 
     async def execute(
-        self,
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        context: RequestContext,
+        self, op: OperationRequest, prepared: Prepared, context: RequestContext
     ) -> dict[str, Any]:
-        """Run one operation and return its response body."""
+        """Run one prepared operation and return its response body."""
+        if prepared.document is None:
+            return {"errors": [_rejected(error, prepared.code) for error in prepared.errors]}
         try:
-            result = await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-                allowed_operation_types=_QUERY_ONLY,
-            )
-        except (CannotGetOperationTypeError, InvalidOperationTypeError) as exc:
-            message = (
-                "Only queries are served"
-                if isinstance(exc, InvalidOperationTypeError)
-                else "The document has no operation of that name"
-            )
-            return {"errors": [_coded(message, VALIDATION_FAILED)]}
-        except MissingQueryError:
-            return {"errors": [_coded("The request has no query", PARSE_FAILED)]}
+            prepared.select(op.operation_name)
+        except DocumentError as exc:
+            return {"errors": [coded(exc.message, exc.code)]}
+        result = execute(
+            self.schema._schema,
+            prepared.document,
+            context_value=context,
+            variable_values=op.variables,
+            operation_name=op.operation_name,
+            executor_class=self.schema.execution_context_class,
+            is_awaitable=_is_awaitable,
+            hide_suggestions=not self.settings.introspection,
+        )
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
         return format_result(result, context.request_id)
 
 
-def _operation(payload: object) -> tuple[str, dict[str, Any] | None, str | None]:
+def _operation(payload: object) -> OperationRequest:
     if not isinstance(payload, dict):
-        raise BadUserInputError("The body must be a JSON object with a query")
+        raise RequestError(400, PARSE_FAILED, "Each operation must be a JSON object with a query")
     query, variables, name = (
         payload.get("query"),
         payload.get("variables"),
         payload.get("operationName"),
     )
     if not isinstance(query, str) or not query.strip():
-        raise BadUserInputError("The body must carry the GraphQL document as a string `query`")
+        raise RequestError(400, PARSE_FAILED, "Send the GraphQL document as a string `query`")
     if variables is not None and not isinstance(variables, dict):
-        raise BadUserInputError("`variables` must be a JSON object")
+        raise RequestError(400, PARSE_FAILED, "`variables` must be a JSON object")
     if name is not None and not isinstance(name, str):
-        raise BadUserInputError("`operationName` must be a string")
-    return query, variables, name
+        raise RequestError(400, PARSE_FAILED, "`operationName` must be a string")
+    return OperationRequest(query, variables, name)
 
 
-def _coded(message: str, code: str) -> dict[str, Any]:
-    return {"message": message, "extensions": {"code": code, "retryable": False}}
+def _rejected(error: GraphQLError, code: str) -> dict[str, Any]:
+    formatted = coded(
+        error.message, PARSE_FAILED if isinstance(error, GraphQLSyntaxError) else code
+    )
+    if error.locations:
+        formatted["locations"] = [loc._asdict() for loc in error.locations]
+    return formatted
 
 
 def format_result(result: ExecutionResult, request_id: str) -> dict[str, Any]:
-    """The response body for ``result``: data (when execution began) and coded errors."""
-    validation_failed = isinstance(result, PreExecutionError)
-    # Parse, validation and variable errors all come before execution: no `data` then.
+    """The response body for an executed operation: data (when execution began) and errors."""
     body: dict[str, Any] = {}
-    if not validation_failed and (
-        result.data is not None or any(error.path for error in result.errors or ())
-    ):
+    errors = result.errors or []
+    # Variable values that do not fit their types fail before execution: no `data` then.
+    if result.data is not None or any(error.path for error in errors):
         body["data"] = result.data
-    if result.errors:
-        body["errors"] = [
-            format_error(error, validation_failed, request_id) for error in result.errors
-        ]
+    if errors:
+        body["errors"] = [format_error(error, request_id) for error in errors]
     return body
 
 
-def format_error(error: GraphQLError, validation_failed: bool, request_id: str) -> dict[str, Any]:
+def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     """One entry of ``errors``, with our code; the unexpected is masked and logged."""
     original = error.original_error
     formatted: dict[str, Any] = {"message": error.message}
@@ -162,19 +278,13 @@ def format_error(error: GraphQLError, validation_failed: bool, request_id: str) 
         formatted["locations"] = [loc._asdict() for loc in error.locations]
     if error.path:
         formatted["path"] = error.path
-    if isinstance(error, GraphQLSyntaxError):
-        formatted["extensions"] = {"code": PARSE_FAILED, "retryable": False}
-    elif isinstance(original, GatewayError):
+    if isinstance(original, GatewayError):
         formatted["message"] = original.message
         formatted["extensions"] = original.extensions()
         if isinstance(original, InternalServerError):
             formatted["extensions"]["requestId"] = request_id
-    elif validation_failed and (original is None or error.nodes):
-        # graphql-core's own rejections point at the document (a scalar's parse
-        # error included); a bare error here is an exception strawberry caught.
-        formatted["extensions"] = {"code": VALIDATION_FAILED, "retryable": False}
-    elif not validation_failed and not error.path:
-        # Variable values that do not fit their types: the client's to fix.
+    elif not error.path:
+        # Before any field ran: variables that do not fit their types.
         formatted["extensions"] = {"code": BadUserInputError.code, "retryable": False}
     else:
         logger.error(
@@ -183,8 +293,5 @@ def format_error(error: GraphQLError, validation_failed: bool, request_id: str) 
             exc_info=(type(original), original, original.__traceback__) if original else None,
         )
         formatted["message"] = "Internal server error"
-        formatted["extensions"] = {
-            **InternalServerError("").extensions(),
-            "requestId": request_id,
-        }
+        formatted["extensions"] = {**InternalServerError("").extensions(), "requestId": request_id}
     return formatted

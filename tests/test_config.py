@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,7 +39,7 @@ def test_empty_environ_gives_the_documented_defaults() -> None:
     assert settings.introspection is True
     assert settings.cors_origins == ()
     assert settings.log_level == "INFO"
-    assert settings.environment == "development"
+    assert settings.env == "development"
     assert settings.shutdown_timeout == 20
 
 
@@ -80,7 +81,7 @@ def test_every_setting_is_read_from_its_key() -> None:
     assert settings.introspection is False
     assert settings.cors_origins == ("https://dash.example.com", "http://localhost:3000")
     assert settings.log_level == "DEBUG"
-    assert settings.environment == "staging"
+    assert settings.env == "staging"
     assert settings.shutdown_timeout == 0
 
 
@@ -220,7 +221,7 @@ def test_production_may_ask_for_the_embedded_simulator_by_name() -> None:
         {"GATEWAY_ENV": "production", "GATEWAY_UPSTREAM_URL": "embedded"}
     )
 
-    assert settings.environment == "production"
+    assert settings.env == "production"
     assert settings.embedded is True
 
 
@@ -249,3 +250,29 @@ def test_settings_errors_do_not_show_the_cache_key_secret() -> None:
 
     assert len(lines) == 1, lines
     assert SECRET not in "\n".join(lines)
+
+
+def test_every_numeric_setting_reads_its_key_and_checks_its_range() -> None:
+    """Each numeric field reads GATEWAY_<FIELD>, and a value past its range is one line."""
+    for field in dataclasses.fields(Settings):
+        default = getattr(Settings(), field.name)
+        if type(default) not in (int, float):
+            continue
+        key = f"GATEWAY_{field.name.upper()}"
+        bumped = default + 1
+        environ = {key: str(bumped)}
+        if field.name == "upstream_timeout":
+            environ["GATEWAY_UPSTREAM_DEADLINE"] = "900"
+        assert getattr(Settings.from_environ(environ), field.name) == bumped, key
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_environ({key: "-99999999"})
+        assert str(caught.value).splitlines() == [
+            line for line in str(caught.value).splitlines() if key in line
+        ]
+        assert len(str(caught.value).splitlines()) == 1, key
+
+
+def test_deadline_shorter_than_one_try_is_refused() -> None:
+    """An overall deadline shorter than the per-try timeout is a configuration error."""
+    with pytest.raises(SettingsError, match="GATEWAY_UPSTREAM_DEADLINE"):
+        Settings.from_environ({"GATEWAY_UPSTREAM_TIMEOUT": "5", "GATEWAY_UPSTREAM_DEADLINE": "2"})
