@@ -22,8 +22,10 @@ from gateway.cache import CountCache, KeyMaker
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
 from gateway.endpoint import REQUEST_ID_HEADER, GraphQLEndpoint
+from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from gateway.schema import create_schema
-from gateway.upstream import UpstreamClient
+from gateway.throttle import ConcurrencyLimiter, RateLimiter
+from gateway.upstream import GuardedClient, Guards, UpstreamClient
 
 logger = logging.getLogger("gateway")
 
@@ -83,6 +85,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ready = False
+    # Set by the server on SIGTERM/SIGINT, before the drain (see gateway.cli.GracefulServer).
+    app.state.draining = False
     return app
 
 
@@ -106,11 +110,29 @@ async def _serving(
         follow_redirects=False,
     ) as http:
         secret = settings.cache_key_secret
+        guards = Guards(
+            breaker=CircuitBreaker(
+                settings.breaker_threshold, settings.breaker_cooldown, clock=clock
+            ),
+            budget=RetryBudget(),
+            policy=RetryPolicy(max_retries=settings.upstream_retries),
+            limiter=ConcurrencyLimiter(
+                settings.upstream_concurrency,
+                settings.upstream_queue,
+                settings.upstream_queue_timeout,
+            ),
+            deadline=settings.upstream_deadline,
+            try_timeout=settings.upstream_timeout,
+            clock=clock,
+        )
         yield Services(
             settings=settings,
-            upstream=UpstreamClient(http, base_url),
-            cache=CountCache(settings.cache_maxsize, settings.cache_ttl, timer=clock),
+            upstream=GuardedClient(UpstreamClient(http, base_url), guards),
+            cache=CountCache(
+                settings.cache_maxsize, settings.cache_ttl, stale=settings.cache_stale, timer=clock
+            ),
             keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
+            rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
         )
 
 
@@ -133,8 +155,12 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: the lifespan has built the client and is not shutting down."""
-    ready: Any = request.app.state.ready
-    if ready:
+    """Readiness: the lifespan has built the client and no shutdown signal has come.
+
+    503 from the moment SIGTERM (or SIGINT) arrives, through the drain, so load
+    balancers stop routing here while the process still serves what they send.
+    """
+    state: Any = request.app.state
+    if state.ready and not state.draining:
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "not ready"}, status_code=503)

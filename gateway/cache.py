@@ -8,6 +8,11 @@ Only successes are stored. Concurrent identical misses share one upstream call
 runs in its own task, so a caller that goes away does not cancel it for the
 others, and a failure reaches the callers that waited on it but is not kept:
 the next caller starts a fresh call.
+
+An entry is fresh for ``ttl`` seconds and then kept ``stale`` seconds more: when
+a refresh fails transiently (a retryable upstream failure, the breaker open,
+overload), the old value is served instead, with its age, and the caller says
+so in the response. Past the stale window, the error is returned.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import NamedTuple
 
 from cachetools import TTLCache
 
+from gateway.errors import UpstreamFailure
 from gateway.upstream import CountQuery, Credential
 
 
@@ -47,13 +53,30 @@ class KeyMaker:
         return CacheKey(self.principal(credential), query.filter_json, query.priority_filter)
 
 
+class Counted(NamedTuple):
+    """A count, and its age in seconds when it is served stale (else None)."""
+
+    value: int
+    stale_age: float | None = None
+
+
 class CountCache:
-    """A bounded TTL cache of counts with single flight for misses."""
+    """A bounded TTL cache of counts with single flight for misses and stale-on-error."""
 
     def __init__(
-        self, maxsize: int, ttl: float, timer: Callable[[], float] = time.monotonic
+        self,
+        maxsize: int,
+        ttl: float,
+        *,
+        stale: float = 0.0,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: TTLCache[CacheKey, int] = TTLCache(maxsize=maxsize, ttl=ttl, timer=timer)
+        self._ttl = ttl
+        self._timer = timer
+        # (count, when it was fetched); kept through the stale window.
+        self._entries: TTLCache[CacheKey, tuple[int, float]] = TTLCache(
+            maxsize=maxsize, ttl=ttl + stale, timer=timer
+        )
         self._flights: dict[CacheKey, asyncio.Task[int]] = {}
 
     def __len__(self) -> int:
@@ -61,20 +84,29 @@ class CountCache:
 
     def get(self, key: CacheKey) -> int | None:
         """The fresh cached count for ``key``, if any."""
-        return self._entries.get(key)
+        entry = self._entries.get(key)
+        if entry is None or self._timer() - entry[1] >= self._ttl:
+            return None
+        return entry[0]
 
-    async def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Awaitable[int]]) -> int:
-        """The cached count for ``key``, else the result of one shared ``fetch()``."""
-        cached = self._entries.get(key)
-        if cached is not None:
-            return cached
+    async def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Awaitable[int]]) -> Counted:
+        """The fresh count for ``key``, else one shared ``fetch()``, else a stale count."""
+        fresh = self.get(key)
+        if fresh is not None:
+            return Counted(fresh)
         flight = self._flights.get(key)
         if flight is None:
             flight = asyncio.ensure_future(self._fly(key, fetch))
             self._flights[key] = flight
             flight.add_done_callback(_consume_exception)
-        # shield: one caller's cancellation must not cancel the call the others share.
-        return await asyncio.shield(flight)
+        try:
+            # shield: one caller's cancellation must not cancel the call the others share.
+            return Counted(await asyncio.shield(flight))
+        except UpstreamFailure as exc:
+            entry = self._entries.get(key) if exc.retryable else None
+            if entry is None:
+                raise
+            return Counted(entry[0], self._timer() - entry[1])
 
     @property
     def in_flight(self) -> int:
@@ -84,7 +116,7 @@ class CountCache:
     async def _fly(self, key: CacheKey, fetch: Callable[[], Awaitable[int]]) -> int:
         try:
             value = await fetch()
-            self._entries[key] = value
+            self._entries[key] = (value, self._timer())
             return value
         finally:
             del self._flights[key]

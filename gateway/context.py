@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.cache import CountCache, KeyMaker
 from gateway.config import Settings
 from gateway.errors import BadUserInputError, GatewayError, UnauthenticatedError
-from gateway.upstream import CountQuery, Credential, UpstreamClient
+from gateway.throttle import RateLimiter
+from gateway.upstream import CountQuery, Credential, GuardedClient
 
 SSID_HEADER = "X-DeepCall-SSID"
 USER_ID_HEADER = "X-DeepCall-User-Id"
@@ -23,9 +25,10 @@ class Services:
     """What the app's lifespan builds once and every request shares."""
 
     settings: Settings
-    upstream: UpstreamClient
+    upstream: GuardedClient
     cache: CountCache
     keys: KeyMaker
+    rate_limiter: RateLimiter
     # Prefills GraphiQL's headers tab (the demo credential when serving demo data).
     example_headers: dict[str, str] | None = None
 
@@ -50,40 +53,85 @@ def credential_from_headers(headers: Mapping[str, str]) -> Credential:
     return Credential(user_id=user_id, token=token)
 
 
+class FanoutExceededError(BadUserInputError):
+    """The request would cause more upstream calls than one request may."""
+
+
+class RequestBudget:
+    """What one HTTP request may spend, shared by all its operations and fields."""
+
+    def __init__(self, fanout: int, concurrency: int) -> None:
+        self.fanout = fanout
+        self.upstream_calls = 0
+        self.slots = asyncio.Semaphore(concurrency)
+
+    def charge(self) -> None:
+        """Count one upstream call of this request, or refuse it past the fan-out budget."""
+        if self.upstream_calls >= self.fanout:
+            raise FanoutExceededError(
+                f"This request reached its budget of {self.fanout} upstream calls"
+            )
+        self.upstream_calls += 1
+
+
 @dataclass
 class RequestContext:
-    """One HTTP request's view of the gateway, handed to every resolver."""
+    """One operation's view of the gateway, handed to every resolver."""
 
     services: Services
     request_id: str
     credential: Credential | GatewayError
-    slots: asyncio.Semaphore
-    upstream_calls: int = field(default=0)
+    budget: RequestBudget
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def create(
-        cls, services: Services, request_id: str, headers: Mapping[str, str]
+        cls,
+        services: Services,
+        request_id: str,
+        headers: Mapping[str, str],
+        budget: RequestBudget,
     ) -> RequestContext:
-        """A context for a request with ``headers``; credential problems surface per field."""
+        """A context for an operation of a request with ``headers``.
+
+        Credential problems are kept and surface per field, so introspection
+        works without credentials and each field's error has its path.
+        """
         credential: Credential | GatewayError
         try:
             credential = credential_from_headers(headers)
         except GatewayError as exc:
             credential = exc
-        slots = asyncio.Semaphore(services.settings.request_concurrency)
-        return cls(services, request_id, credential, slots)
+        return cls(services, request_id, credential, budget)
 
-    async def count(self, query: CountQuery) -> int:
-        """The count for ``query`` with this request's credential: cached, shared, bounded."""
+    async def count(self, query: CountQuery, path: list[str | int]) -> int:
+        """The count for ``query`` with this request's credential: cached, shared, bounded.
+
+        Only a call that starts an upstream call pays for it, against the
+        request's fan-out budget and the client's rate limit; joining a call in
+        flight or a cache hit is free. A stale value adds a warning.
+        """
         credential = self.credential
         if isinstance(credential, GatewayError):
             # A fresh instance per field, so tracebacks don't pile up on one object.
             raise type(credential)(credential.message)
-        services = self.services
+        services, budget = self.services, self.budget
+        key = services.keys.key(credential, query)
 
         async def fetch() -> int:
-            async with self.slots:
-                self.upstream_calls += 1
+            budget.charge()
+            services.rate_limiter.take(key.principal)
+            async with budget.slots:
                 return await services.upstream.report_count(credential, query)
 
-        return await services.cache.get_or_fetch(services.keys.key(credential, query), fetch)
+        counted = await services.cache.get_or_fetch(key, fetch)
+        if counted.stale_age is not None:
+            self.warnings.append(
+                {
+                    "path": path,
+                    "code": "STALE_DATA",
+                    "message": "DeepCall failed; this value is from the cache, past its TTL",
+                    "ageSeconds": round(counted.stale_age, 1),
+                }
+            )
+        return counted.value

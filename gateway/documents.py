@@ -134,7 +134,8 @@ class Documents:
         try:
             document = parse(text, max_tokens=self._limits.max_tokens, no_location=False)
         except GraphQLError as error:
-            return Prepared(None, {}, (error,), PARSE_FAILED)
+            # Its traceback holds the lexer and every token read: keep only the error.
+            return Prepared(None, {}, (error.with_traceback(None),), PARSE_FAILED)
         try:
             operations = _measure(document, self._limits)
         except DocumentError as error:

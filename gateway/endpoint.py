@@ -30,7 +30,7 @@ from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 
 from gateway.config import Settings
-from gateway.context import RequestContext, Services
+from gateway.context import RequestBudget, RequestContext, Services
 from gateway.documents import DocumentError, Documents, Limits, Prepared
 from gateway.errors import (
     PARSE_FAILED,
@@ -120,8 +120,11 @@ class GraphQLEndpoint:
             return error_response(exc.status, exc.code, exc.message, request_id)
         except ClientDisconnect:
             return Response(status_code=499)
-        context = RequestContext.create(services, request_id, request.headers)
-        results = await self.execute_all(operations, context)
+        budget = RequestBudget(self.settings.max_fanout, self.settings.request_concurrency)
+        contexts = [
+            RequestContext.create(services, request_id, request.headers, budget) for _ in operations
+        ]
+        results = await self.execute_all(operations, contexts)
         body: Any = results if batch else results[0]
         return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
 
@@ -184,7 +187,7 @@ class GraphQLEndpoint:
         return True, [_operation(item) for item in payload]
 
     async def execute_all(
-        self, operations: list[OperationRequest], context: RequestContext
+        self, operations: list[OperationRequest], contexts: list[RequestContext]
     ) -> list[dict[str, Any]]:
         """Run every operation of one request, concurrently, within one fan-out budget."""
         prepared = [self.documents.prepare(op.query) for op in operations]
@@ -201,7 +204,7 @@ class GraphQLEndpoint:
             await asyncio.gather(
                 *(
                     self.execute(op, doc, context)
-                    for op, doc in zip(operations, prepared, strict=True)
+                    for op, doc, context in zip(operations, prepared, contexts, strict=True)
                 )
             )
         )
@@ -229,7 +232,10 @@ class GraphQLEndpoint:
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
-        return format_result(result, context.request_id)
+        body = format_result(result, context.request_id)
+        if context.warnings:
+            body["extensions"] = {"warnings": context.warnings}
+        return body
 
 
 def _operation(payload: object) -> OperationRequest:

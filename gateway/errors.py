@@ -12,6 +12,8 @@ Every failure a client can see is one of these, and each class carries the
     └── UpstreamFailure                                    (abstract) the upstream let us down
         ├── UpstreamError           UPSTREAM_ERROR         upstream 1009; unknown codes
         ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset
+        │   ├── CircuitOpenError                           our breaker is open: not called
+        │   └── OverloadedError                            our concurrency limit: not called
         ├── UpstreamTimeoutError    UPSTREAM_TIMEOUT       no answer in time
         └── UpstreamBadResponseError UPSTREAM_BAD_RESPONSE non-JSON, wrong shape, non-200
 
@@ -104,6 +106,14 @@ class UpstreamUnavailableError(UpstreamFailure):
 
     code = "UPSTREAM_UNAVAILABLE"
     retryable = True
+
+
+class CircuitOpenError(UpstreamUnavailableError):
+    """The breaker refused the call without making it: the upstream kept failing."""
+
+
+class OverloadedError(UpstreamUnavailableError):
+    """The concurrency limiter refused the call: too many in flight and waiting."""
 
 
 class UpstreamTimeoutError(UpstreamFailure):

@@ -124,4 +124,4 @@ async def call_count(
     """Resolve ``callCount``: validate, then count through the cache."""
     context = info.context
     query = count_query(filter, priority_filter, context.services.settings.zone)
-    return await context.count(query)
+    return await context.count(query, info.path.as_list())

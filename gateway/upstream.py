@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -22,6 +23,8 @@ from gateway.errors import (
     UpstreamUnavailableError,
     from_upstream_code,
 )
+from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy, call_with_retries
+from gateway.throttle import ConcurrencyLimiter
 
 logger = logging.getLogger("gateway.upstream")
 
@@ -94,16 +97,63 @@ class UpstreamClient:
         self._http = http
         self._url = base_url.rstrip("/") + REPORT_COUNT_PATH
 
-    async def report_count(self, credential: Credential, query: CountQuery) -> int:
-        """The number of calls matching ``query`` for ``credential``; raises GatewayError."""
+    async def report_count(
+        self, credential: Credential, query: CountQuery, time_limit: float | None = None
+    ) -> int:
+        """The number of calls matching ``query`` for ``credential``; raises GatewayError.
+
+        ``time_limit`` (seconds) replaces the client's own timeouts for this one try.
+        """
+        options: dict[str, Any] = {} if time_limit is None else {"timeout": time_limit}
         try:
             async with self._http.stream(
-                "POST", self._url, json=query.body(credential), follow_redirects=False
+                "POST", self._url, json=query.body(credential), follow_redirects=False, **options
             ) as response:
                 content = await _read_capped(response)
         except httpx.HTTPError as exc:
             raise translate_httpx_error(exc) from exc
         return parse_report_count(response.status_code, content)
+
+
+@dataclass(frozen=True)
+class Guards:
+    """What stands between the gateway and the upstream (one of each per process)."""
+
+    breaker: CircuitBreaker
+    budget: RetryBudget
+    policy: RetryPolicy
+    limiter: ConcurrencyLimiter
+    deadline: float
+    try_timeout: float
+    clock: Callable[[], float] = time.monotonic
+
+
+class GuardedClient:
+    """``reportCount`` behind a concurrency limit, a circuit breaker and budgeted retries."""
+
+    def __init__(self, client: UpstreamClient, guards: Guards) -> None:
+        self._client = client
+        self.guards = guards
+
+    async def report_count(self, credential: Credential, query: CountQuery) -> int:
+        """Like ``UpstreamClient.report_count``, within the deadline and the guards."""
+        guards = self.guards
+
+        async def attempt(time_limit: float) -> int:
+            return await self._client.report_count(credential, query, time_limit)
+
+        # The slot is held across retries: waiting for one is not the upstream's fault,
+        # so it must not run down a try's timeout and count against the breaker.
+        async with guards.limiter.slot():
+            return await call_with_retries(
+                attempt,
+                policy=guards.policy,
+                budget=guards.budget,
+                breaker=guards.breaker,
+                deadline=guards.deadline,
+                try_timeout=guards.try_timeout,
+                clock=guards.clock,
+            )
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -6,8 +6,14 @@ import asyncio
 
 import pytest
 
-from gateway.cache import CacheKey, CountCache, KeyMaker
-from gateway.errors import UpstreamError
+from gateway.cache import CacheKey, CountCache, Counted, KeyMaker
+from gateway.errors import (
+    BadUserInputError,
+    RateLimitedError,
+    UpstreamBadResponseError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from gateway.upstream import CountQuery, Credential
 
 SECRET = b"per-process-secret-for-tests"
@@ -157,9 +163,9 @@ async def test_a_fresh_entry_is_served_without_fetching() -> None:
     cache = CountCache(maxsize=10, ttl=10, timer=timer)
     fetch = Fetcher(value=7)
 
-    assert await cache.get_or_fetch(key(), fetch) == 7
+    assert (await cache.get_or_fetch(key(), fetch)).value == 7
     timer.now += 9.9
-    assert await cache.get_or_fetch(key(), fetch) == 7
+    assert (await cache.get_or_fetch(key(), fetch)).value == 7
 
     assert fetch.calls == 1
     assert cache.get(key()) == 7
@@ -176,7 +182,7 @@ async def test_an_expired_entry_is_fetched_again() -> None:
     assert cache.get(key()) is None
     fetch.value = 8
 
-    assert await cache.get_or_fetch(key(), fetch) == 8
+    assert (await cache.get_or_fetch(key(), fetch)).value == 8
     assert fetch.calls == 2
 
 
@@ -185,8 +191,8 @@ async def test_a_count_of_zero_is_cached() -> None:
     cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
     fetch = Fetcher(value=0)
 
-    assert await cache.get_or_fetch(key(), fetch) == 0
-    assert await cache.get_or_fetch(key(), fetch) == 0
+    assert (await cache.get_or_fetch(key(), fetch)).value == 0
+    assert (await cache.get_or_fetch(key(), fetch)).value == 0
 
     assert fetch.calls == 1
 
@@ -214,7 +220,7 @@ async def test_failures_are_not_cached() -> None:
     assert len(cache) == 0
 
     fetch.error = None
-    assert await cache.get_or_fetch(key(), fetch) == 3
+    assert (await cache.get_or_fetch(key(), fetch)).value == 3
     assert fetch.calls == 2
     assert cache.get(key()) == 3
 
@@ -246,7 +252,7 @@ async def test_concurrent_identical_misses_share_one_fetch() -> None:
     fetch.release.set()
     results = await asyncio.gather(*waiters)
 
-    assert results == [11] * 20
+    assert results == [Counted(11)] * 20
     assert fetch.calls == 1
     assert cache.in_flight == 0
 
@@ -264,7 +270,7 @@ async def test_different_keys_fetch_separately() -> None:
     fetch_a.release.set()
     fetch_b.release.set()
 
-    assert list(await asyncio.gather(task_a, task_b)) == [1, 2]
+    assert list(await asyncio.gather(task_a, task_b)) == [Counted(1), Counted(2)]
     assert (fetch_a.calls, fetch_b.calls) == (1, 1)
 
 
@@ -284,7 +290,7 @@ async def test_a_failed_flight_reaches_every_waiter_and_does_not_poison() -> Non
     assert cache.in_flight == 0
 
     fetch.error = None
-    assert await cache.get_or_fetch(key(), fetch) == 9
+    assert (await cache.get_or_fetch(key(), fetch)).value == 9
     assert fetch.calls == 2
 
 
@@ -304,7 +310,7 @@ async def test_cancelling_one_waiter_does_not_cancel_the_shared_fetch() -> None:
     assert fetch.finished is False
 
     fetch.release.set()
-    assert await asyncio.gather(*others) == [13, 13, 13]
+    assert await asyncio.gather(*others) == [Counted(13)] * 3
     assert fetch.calls == 1
     assert fetch.finished is True
     assert cache.get(key()) == 13
@@ -323,6 +329,61 @@ async def test_a_fetch_whose_waiters_all_left_still_fills_the_cache() -> None:
 
     fetch.release.set()
     # A later ask joins the still-running flight instead of starting a new one.
-    assert await cache.get_or_fetch(key(), fetch) == 21
+    assert (await cache.get_or_fetch(key(), fetch)).value == 21
     assert fetch.calls == 1
     assert cache.get(key()) == 21
+
+
+async def test_a_stale_entry_is_served_when_the_refresh_fails_transiently() -> None:
+    """Past its TTL but within the stale window, a transient failure serves the old value."""
+    timer = FakeTimer()
+    cache = CountCache(maxsize=10, ttl=10, stale=60, timer=timer)
+    await cache.get_or_fetch(key(), Fetcher(value=5))
+    timer.now += 25
+    failing = Fetcher()
+    failing.error = UpstreamError("down", upstream_code=1009)
+    assert await cache.get_or_fetch(key(), failing) == Counted(5, 25.0)
+    assert failing.calls == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BadUserInputError("no", upstream_code=1000),
+        UpstreamBadResponseError("odd"),
+        RateLimitedError("slow", retry_after=1),
+    ],
+)
+async def test_a_stale_entry_is_not_served_for_permanent_errors(error: Exception) -> None:
+    """Errors that a retry would not fix are returned even when a stale value exists."""
+    timer = FakeTimer()
+    cache = CountCache(maxsize=10, ttl=10, stale=60, timer=timer)
+    await cache.get_or_fetch(key(), Fetcher(value=5))
+    timer.now += 25
+    failing = Fetcher()
+    failing.error = error
+    with pytest.raises(type(error)):
+        await cache.get_or_fetch(key(), failing)
+
+
+async def test_past_the_stale_window_the_error_is_returned() -> None:
+    """Once TTL plus stale window has passed, the entry is gone and the error comes through."""
+    timer = FakeTimer()
+    cache = CountCache(maxsize=10, ttl=10, stale=60, timer=timer)
+    await cache.get_or_fetch(key(), Fetcher(value=5))
+    timer.now += 70
+    failing = Fetcher()
+    failing.error = UpstreamTimeoutError("late")
+    with pytest.raises(UpstreamTimeoutError):
+        await cache.get_or_fetch(key(), failing)
+
+
+async def test_a_stale_entry_is_refreshed_when_the_upstream_answers() -> None:
+    """A stale entry is not served when the refresh succeeds: the new value is, fresh."""
+    timer = FakeTimer()
+    cache = CountCache(maxsize=10, ttl=10, stale=60, timer=timer)
+    await cache.get_or_fetch(key(), Fetcher(value=5))
+    timer.now += 25
+    assert cache.get(key()) is None
+    assert await cache.get_or_fetch(key(), Fetcher(value=6)) == Counted(6)
+    assert cache.get(key()) == 6

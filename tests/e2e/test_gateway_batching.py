@@ -33,7 +33,8 @@ def test_ten_aliases_cost_about_one_round_trip(gateway: Gateway, sim: Simulator)
     assert "errors" not in body
     assert body["data"] == {f"a{i}": sim.count("acme", {"campId": i}) for i in range(10)}
     assert sim.request_count == 10
-    assert elapsed < 1.5 * LATENCY, f"10 aliases took {elapsed:.3f}s"
+    # One round trip is LATENCY plus a few ms; ten in sequence would be 10x.
+    assert elapsed < 1.8 * LATENCY, f"10 aliases took {elapsed:.3f}s"
 
 
 def test_identical_aliases_reach_upstream_once(gateway: Gateway, sim: Simulator) -> None:
@@ -131,7 +132,7 @@ def test_errors_are_not_cached(gateway: Gateway, sim: Simulator) -> None:
     sim.faults.error_code = None
     body = gateway.query("{ callCount }", headers_for(ACME))
     assert body == {"data": {"callCount": sim.count("acme", {})}}
-    assert sim.request_count == 2
+    assert sim.request_count == 3 + 1  # the failure was tried three times
 
 
 SENTINELS = {
@@ -154,7 +155,7 @@ def test_no_credential_appears_in_debug_logs(
     gateway.query("{ callCount }", headers_for(GLOBEX))
     sim.faults.error_code = 1009
     gateway.query("{ callCount(filter: {campaignId: 9}) }", headers_for(ACME))
-    assert sim.request_count == 5
+    assert sim.request_count == 4 + 3  # the 1009 was tried three times
     assert len(caplog.records) > 0
     logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     secrets = [*SENTINELS.values(), *USER_SENTINELS.values(), ACME.ssid, GLOBEX.token]

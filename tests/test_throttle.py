@@ -1,0 +1,324 @@
+"""Unit tests for the concurrency limiter and the per-client rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from gateway.errors import OverloadedError, RateLimitedError, UpstreamUnavailableError
+from gateway.throttle import ConcurrencyLimiter, RateLimiter
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop (never sleeping) until ``condition()`` holds."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+class FakeClock:
+    """A clock that moves only when the test (or a fake) says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``."""
+        self.now += seconds
+
+
+# ConcurrencyLimiter
+
+
+class Holder:
+    """A task that holds a limiter slot until told to let go."""
+
+    def __init__(self, limiter: ConcurrencyLimiter) -> None:
+        self.limiter = limiter
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with self.limiter.slot():
+            self.entered.set()
+            await self.release.wait()
+
+
+async def test_the_limiter_lets_limit_callers_in_and_queues_the_rest() -> None:
+    """With limit 2 and five callers, two hold slots, three wait, and all finish in turn."""
+    limiter = ConcurrencyLimiter(limit=2, max_waiting=10, wait_timeout=60.0)
+    holders = [Holder(limiter) for _ in range(5)]
+    await until(lambda: limiter.waiting == 3)
+
+    assert limiter.in_use == 2
+    assert [h.entered.is_set() for h in holders] == [True, True, False, False, False]
+
+    holders[0].release.set()
+    await holders[2].entered.wait()
+    assert limiter.in_use == 2
+    assert limiter.waiting == 2
+    assert not holders[3].entered.is_set()
+
+    for holder in holders:
+        holder.release.set()
+    await asyncio.gather(*(h.task for h in holders))
+    assert (limiter.in_use, limiter.waiting) == (0, 0)
+
+
+async def test_waiters_get_slots_in_arrival_order() -> None:
+    """A released slot goes to the longest waiter."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=10, wait_timeout=60.0)
+    first = Holder(limiter)
+    await first.entered.wait()
+    second = Holder(limiter)
+    await until(lambda: limiter.waiting == 1)
+    third = Holder(limiter)
+    await until(lambda: limiter.waiting == 2)
+
+    first.release.set()
+    await second.entered.wait()
+
+    assert not third.entered.is_set()
+    second.release.set()
+    third.release.set()
+    await asyncio.gather(first.task, second.task, third.task)
+
+
+async def test_a_full_queue_refuses_at_once() -> None:
+    """With max_waiting callers already waiting, the next gets OverloadedError without waiting."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=1, wait_timeout=60.0)
+    holder = Holder(limiter)
+    await holder.entered.wait()
+    waiter = Holder(limiter)
+    await until(lambda: limiter.waiting == 1)
+
+    with pytest.raises(OverloadedError) as raised:
+        async with limiter.slot():
+            pytest.fail("the slot must not be granted")
+
+    assert raised.value.message == "The gateway is at its upstream concurrency limit; retry shortly"
+    assert isinstance(raised.value, UpstreamUnavailableError)
+    assert (limiter.in_use, limiter.waiting) == (1, 1)
+    holder.release.set()
+    waiter.release.set()
+    await asyncio.gather(holder.task, waiter.task)
+    assert (limiter.in_use, limiter.waiting) == (0, 0)
+
+
+async def test_no_queue_means_refuse_when_full() -> None:
+    """max_waiting=0 refuses every caller beyond the limit."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=0, wait_timeout=60.0)
+
+    async with limiter.slot():
+        with pytest.raises(OverloadedError):
+            async with limiter.slot():
+                pytest.fail("the slot must not be granted")
+    assert limiter.in_use == 0
+
+
+async def test_a_wait_longer_than_wait_timeout_is_refused() -> None:
+    """A waiter whose turn doesn't come within wait_timeout gets OverloadedError and leaves."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=5, wait_timeout=0.01)  # 10 ms real time
+    holder = Holder(limiter)
+    await holder.entered.wait()
+
+    with pytest.raises(OverloadedError):
+        async with limiter.slot():
+            pytest.fail("the slot must not be granted")
+
+    assert (limiter.in_use, limiter.waiting) == (1, 0)
+    holder.release.set()
+    await holder.task
+    assert limiter.in_use == 0
+
+
+async def test_a_cancelled_waiter_leaks_nothing() -> None:
+    """Cancelling a queued caller removes it from the queue and the slot goes to the next."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=5, wait_timeout=60.0)
+    holder = Holder(limiter)
+    await holder.entered.wait()
+    cancelled = Holder(limiter)
+    await until(lambda: limiter.waiting == 1)
+    after = Holder(limiter)
+    await until(lambda: limiter.waiting == 2)
+
+    cancelled.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled.task
+    assert (limiter.in_use, limiter.waiting) == (1, 1)
+
+    holder.release.set()
+    await after.entered.wait()
+    after.release.set()
+    await asyncio.gather(holder.task, after.task)
+    assert (limiter.in_use, limiter.waiting) == (0, 0)
+
+
+async def test_a_waiter_cancelled_as_its_slot_arrives_passes_it_on() -> None:
+    """A slot handed to a waiter that is cancelled before it resumes is released, not lost."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=5, wait_timeout=60.0)
+    waiter: Holder | None = None
+    async with limiter.slot():
+        waiter = Holder(limiter)
+        await until(lambda: limiter.waiting == 1)
+    # The slot was handed to the waiter on exit; it is cancelled before it can run.
+    waiter.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter.task
+
+    assert not waiter.entered.is_set()
+    assert (limiter.in_use, limiter.waiting) == (0, 0)
+    async with limiter.slot():
+        assert limiter.in_use == 1
+
+
+async def test_a_body_that_raises_releases_its_slot() -> None:
+    """An exception inside the slot frees it."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=0, wait_timeout=1.0)
+
+    with pytest.raises(RuntimeError):
+        async with limiter.slot():
+            raise RuntimeError("boom")
+
+    assert limiter.in_use == 0
+
+
+# RateLimiter
+
+KEY_A = b"\x01" * 32
+KEY_B = b"\x02" * 32
+
+
+def test_a_burst_passes_then_the_next_call_is_refused_with_the_wait() -> None:
+    """burst calls pass at once; the next is refused with retry_after = 1 / rate."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2.0, burst=3.0, clock=clock)
+
+    for _ in range(3):
+        limiter.take(KEY_A)
+    with pytest.raises(RateLimitedError) as raised:
+        limiter.take(KEY_A)
+
+    assert raised.value.retry_after == pytest.approx(0.5)
+    assert raised.value.code == "RATE_LIMITED"
+    assert raised.value.message == (
+        "Too many upstream calls for these credentials; retry after the hinted delay"
+    )
+
+
+def test_retry_after_counts_the_partly_refilled_token() -> None:
+    """Half a token refilled leaves half the wait."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2.0, burst=1.0, clock=clock)
+    limiter.take(KEY_A)
+    clock.advance(0.25)
+
+    with pytest.raises(RateLimitedError) as raised:
+        limiter.take(KEY_A)
+
+    assert raised.value.retry_after == pytest.approx(0.25)
+
+
+def test_tokens_refill_at_rate_up_to_burst() -> None:
+    """After 1/rate seconds one more call passes; a long rest refills only to burst."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2.0, burst=3.0, clock=clock)
+    for _ in range(3):
+        limiter.take(KEY_A)
+
+    clock.advance(0.5)
+    limiter.take(KEY_A)
+    with pytest.raises(RateLimitedError):
+        limiter.take(KEY_A)
+
+    clock.advance(1000.0)
+    for _ in range(3):
+        limiter.take(KEY_A)
+    with pytest.raises(RateLimitedError):
+        limiter.take(KEY_A)
+
+
+def test_a_refused_call_costs_nothing() -> None:
+    """Refusals don't spend tokens: the wait stays what it was."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=1.0, burst=1.0, clock=clock)
+    limiter.take(KEY_A)
+
+    for _ in range(5):
+        with pytest.raises(RateLimitedError):
+            limiter.take(KEY_A)
+    clock.advance(1.0)
+
+    limiter.take(KEY_A)
+
+
+def test_cost_spends_several_tokens() -> None:
+    """take(cost=2) spends two tokens, and its retry_after counts what is missing of two."""
+    clock = FakeClock()
+    limiter = RateLimiter(rate=1.0, burst=3.0, clock=clock)
+
+    limiter.take(KEY_A, cost=2.0)
+    with pytest.raises(RateLimitedError) as raised:
+        limiter.take(KEY_A, cost=2.0)
+
+    assert raised.value.retry_after == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="exceeds burst"):
+        limiter.take(KEY_A, cost=4.0)
+
+
+def test_clients_have_independent_buckets() -> None:
+    """One client's empty bucket does not limit another."""
+    limiter = RateLimiter(rate=1.0, burst=2.0, clock=FakeClock())
+    limiter.take(KEY_A)
+    limiter.take(KEY_A)
+    with pytest.raises(RateLimitedError):
+        limiter.take(KEY_A)
+
+    limiter.take(KEY_B)
+    limiter.take(KEY_B)
+
+
+def test_the_number_of_buckets_is_bounded_and_the_least_recent_goes_first() -> None:
+    """With max_clients=2 a third client evicts the least recently used bucket."""
+    limiter = RateLimiter(rate=1.0, burst=1.0, max_clients=2, clock=FakeClock())
+    key_c = b"\x03" * 32
+    limiter.take(KEY_A)
+    limiter.take(KEY_B)
+    with pytest.raises(RateLimitedError):
+        limiter.take(KEY_A)  # A is now the most recently used
+
+    limiter.take(key_c)
+
+    assert len(limiter) == 2
+    with pytest.raises(RateLimitedError):
+        limiter.take(KEY_A)  # still remembered
+    limiter.take(KEY_B)  # forgotten, so full again
+
+
+def test_the_bound_holds_under_many_clients() -> None:
+    """A thousand clients never hold more than max_clients buckets."""
+    limiter = RateLimiter(rate=1.0, burst=5.0, max_clients=100, clock=FakeClock())
+
+    for n in range(1000):
+        limiter.take(n.to_bytes(32, "big"))
+
+    assert len(limiter) == 100
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0])
+def test_a_rate_of_zero_or_less_is_unlimited(rate: float) -> None:
+    """rate <= 0 never refuses and keeps no buckets."""
+    limiter = RateLimiter(rate=rate, burst=0.0, clock=FakeClock())
+
+    for _ in range(10_000):
+        limiter.take(KEY_A)
+
+    assert len(limiter) == 0
