@@ -41,7 +41,8 @@ def create_app(
     """The gateway for ``settings``.
 
     ``transport`` replaces the network (tests hand in ``httpx.MockTransport``);
-    ``clock`` drives cache expiry (tests hand in a fake one).
+    ``clock`` drives cache expiry, the breaker's cool-down and the rate limiter's
+    refill (tests hand in a fake one); deadlines stay on real time.
     """
 
     @contextlib.asynccontextmanager
@@ -121,9 +122,9 @@ async def _serving(
                 settings.upstream_queue,
                 settings.upstream_queue_timeout,
             ),
+            # The deadline stays on real time: it races real socket timeouts.
             deadline=settings.upstream_deadline,
             try_timeout=settings.upstream_timeout,
-            clock=clock,
         )
         yield Services(
             settings=settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,8 @@ from gateway.upstream import CountQuery
 
 MODELLED_KEYS = frozenset({"dtGte", "dtLte", "agtIds", "campId", "st"})
 MAX_PRIORITY_FILTER_CHARS = 8192
+MAX_EXTRA_DEPTH = 4
+MAX_EXTRA_CHARS = 4096
 T = TypeVar("T")
 
 
@@ -67,6 +70,7 @@ def upstream_filter(filter: CallFilterInput | None, zone: ZoneInfo) -> dict[str,
             raise BadUserInputError(
                 f"filter.extra must not set {', '.join(clashes)}: use the typed filter fields"
             )
+        _check_extra_size(extra)
         out.update(extra)
     start = end = None
     if (from_ := _given(filter.from_)) is not None:
@@ -85,6 +89,28 @@ def upstream_filter(filter: CallFilterInput | None, zone: ZoneInfo) -> dict[str,
     if (statuses := _given(filter.statuses)) is not None:
         out["st"] = sorted(set(statuses))
     return out
+
+
+def _check_extra_size(extra: dict[str, Any]) -> None:
+    """Refuse extra values nested or sized past what any upstream filter needs."""
+    level: list[Any] = [extra]
+    for _ in range(MAX_EXTRA_DEPTH):
+        level = [
+            item
+            for value in level
+            for item in (value.values() if isinstance(value, dict) else value)
+            if isinstance(item, dict | list)
+        ]
+        if not level:
+            break
+    else:
+        raise BadUserInputError(f"filter.extra is nested deeper than {MAX_EXTRA_DEPTH} levels")
+    try:
+        size = len(json.dumps(extra, allow_nan=False))
+    except ValueError:
+        raise BadUserInputError("filter.extra must hold only finite JSON numbers") from None
+    if size > MAX_EXTRA_CHARS:
+        raise BadUserInputError(f"filter.extra is longer than {MAX_EXTRA_CHARS} characters")
 
 
 def check_priority_filter(value: str | None) -> str | None:
