@@ -15,13 +15,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.cache import CountCache, KeyMaker
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
 from gateway.endpoint import REQUEST_ID_HEADER, GraphQLEndpoint
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.metrics import Metrics
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from gateway.schema import create_schema
 from gateway.throttle import ConcurrencyLimiter, RateLimiter
@@ -45,6 +47,8 @@ def create_app(
     refill (tests hand in a fake one); deadlines stay on real time.
     """
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         with contextlib.ExitStack() as owned:
@@ -52,7 +56,7 @@ def create_app(
             if settings.embedded and transport is None:
                 upstream_transport, example_headers = _embedded_simulator(owned)
                 base_url = EMBEDDED_BASE_URL
-            async with _serving(settings, upstream_transport, base_url, clock) as services:
+            async with _serving(settings, upstream_transport, base_url, clock, metrics) as services:
                 app.state.services = dataclasses.replace(services, example_headers=example_headers)
                 app.state.ready = True
                 try:
@@ -81,11 +85,13 @@ def create_app(
             ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *([Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []),
         ],
         middleware=middleware,
         lifespan=lifespan,
     )
     app.state.ready = False
+    app.state.metrics = metrics
     # Set by the server on SIGTERM/SIGINT, before the drain (see gateway.cli.GracefulServer).
     app.state.draining = False
     return app
@@ -97,6 +103,7 @@ async def _serving(
     transport: httpx.AsyncBaseTransport | None,
     base_url: str,
     clock: Callable[[], float],
+    metrics: Metrics,
 ) -> AsyncIterator[Services]:
     """The shared services, around the one ``httpx.AsyncClient`` of this process."""
     limits = httpx.Limits(
@@ -126,14 +133,20 @@ async def _serving(
             deadline=settings.upstream_deadline,
             try_timeout=settings.upstream_timeout,
         )
+        metrics.watch_breaker(guards.breaker)
         yield Services(
             settings=settings,
-            upstream=GuardedClient(UpstreamClient(http, base_url), guards),
+            upstream=GuardedClient(UpstreamClient(http, base_url, metrics), guards),
             cache=CountCache(
-                settings.cache_maxsize, settings.cache_ttl, stale=settings.cache_stale, timer=clock
+                settings.cache_maxsize,
+                settings.cache_ttl,
+                stale=settings.cache_stale,
+                timer=clock,
+                observe=metrics.observe_cache,
             ),
             keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
             rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
+            metrics=metrics,
         )
 
 
@@ -148,6 +161,12 @@ def _embedded_simulator(
     ssid = next(c.ssid for c in DEMO_CREDENTIALS if c.ssid and c.can_list and not c.expired)
     transport = httpx.ASGITransport(app=create_simulator_app(simulator))
     return transport, {SSID_HEADER: ssid}
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
 
 async def healthz(request: Request) -> JSONResponse:

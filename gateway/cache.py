@@ -54,10 +54,12 @@ class KeyMaker:
 
 
 class Counted(NamedTuple):
-    """A count, and its age in seconds when it is served stale (else None)."""
+    """A count, where it came from, and its age in seconds when served stale."""
 
     value: int
     stale_age: float | None = None
+    #: hit (fresh entry), miss (started the upstream call), join (shared one), stale.
+    source: str = "hit"
 
 
 class CountCache:
@@ -70,9 +72,12 @@ class CountCache:
         *,
         stale: float = 0.0,
         timer: Callable[[], float] = time.monotonic,
+        observe: Callable[[str], None] = lambda source: None,
     ) -> None:
         self._ttl = ttl
         self._timer = timer
+        # Told each lookup's source as it is decided: hit, miss, join; and stale when served.
+        self._observe = observe
         # (count, when it was fetched); kept through the stale window.
         self._entries: TTLCache[CacheKey, tuple[int, float]] = TTLCache(
             maxsize=maxsize, ttl=ttl + stale, timer=timer
@@ -93,20 +98,25 @@ class CountCache:
         """The fresh count for ``key``, else one shared ``fetch()``, else a stale count."""
         fresh = self.get(key)
         if fresh is not None:
+            self._observe("hit")
             return Counted(fresh)
         flight = self._flights.get(key)
+        source = "join"
         if flight is None:
             flight = asyncio.ensure_future(self._fly(key, fetch))
             self._flights[key] = flight
             flight.add_done_callback(_consume_exception)
+            source = "miss"
+        self._observe(source)
         try:
             # shield: one caller's cancellation must not cancel the call the others share.
-            return Counted(await asyncio.shield(flight))
+            return Counted(await asyncio.shield(flight), source=source)
         except UpstreamFailure as exc:
             entry = self._entries.get(key) if exc.retryable else None
             if entry is None:
                 raise
-            return Counted(entry[0], self._timer() - entry[1])
+            self._observe("stale")
+            return Counted(entry[0], self._timer() - entry[1], "stale")
 
     @property
     def in_flight(self) -> int:

@@ -61,6 +61,9 @@ class Settings:
     introspection: bool = True
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics: bool = True
+    workers: int = 1
     env: str = "development"
     shutdown_timeout: int = 20
     drain_seconds: float = 0.0
@@ -135,6 +138,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "request_concurrency": (1, 1000),
     "shutdown_timeout": (0, 3600),
     "drain_seconds": (0, 600),
+    "workers": (1, 64),
 }
 
 
@@ -203,6 +207,13 @@ def _origins(value: str) -> tuple[str, ...]:
     return origins
 
 
+def _log_format(value: str) -> str:
+    format = value.strip().lower()
+    if format not in ("text", "json"):
+        raise ValueError("expected text or json")
+    return format
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in logging.getLevelNamesMapping():
@@ -215,5 +226,6 @@ _CASTS: dict[str, Callable[[Any], Any]] = {
     "cache_key_secret": Secret,
     "cors_origins": _origins,
     "log_level": _log_level,
+    "log_format": _log_format,
     "env": _lower,
 }

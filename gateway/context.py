@@ -9,7 +9,13 @@ from typing import Any
 
 from gateway.cache import CountCache, KeyMaker
 from gateway.config import Settings
-from gateway.errors import BadUserInputError, GatewayError, UnauthenticatedError
+from gateway.errors import (
+    BadUserInputError,
+    GatewayError,
+    RateLimitedError,
+    UnauthenticatedError,
+)
+from gateway.metrics import Metrics
 from gateway.throttle import RateLimiter
 from gateway.upstream import CountQuery, Credential, GuardedClient
 
@@ -29,6 +35,7 @@ class Services:
     cache: CountCache
     keys: KeyMaker
     rate_limiter: RateLimiter
+    metrics: Metrics
     # Prefills GraphiQL's headers tab (the demo credential when serving demo data).
     example_headers: dict[str, str] | None = None
 
@@ -63,6 +70,7 @@ class RequestBudget:
     def __init__(self, fanout: int, concurrency: int) -> None:
         self.fanout = fanout
         self.upstream_calls = 0
+        self.cache_hits = 0
         self.slots = asyncio.Semaphore(concurrency)
 
     def charge(self) -> None:
@@ -120,11 +128,17 @@ class RequestContext:
 
         async def fetch() -> int:
             budget.charge()
-            services.rate_limiter.take(key.principal)
+            try:
+                services.rate_limiter.take(key.principal)
+            except RateLimitedError:
+                services.metrics.rate_limited.inc()
+                raise
             async with budget.slots:
                 return await services.upstream.report_count(credential, query)
 
         counted = await services.cache.get_or_fetch(key, fetch)
+        if counted.source == "hit":
+            budget.cache_hits += 1
         if counted.stale_age is not None:
             self.warnings.append(
                 {

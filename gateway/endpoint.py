@@ -17,9 +17,10 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import Any, TypeGuard, cast
 
@@ -42,6 +43,7 @@ from gateway.errors import (
 from gateway.ide import graphiql_page
 
 logger = logging.getLogger("gateway.endpoint")
+request_logger = logging.getLogger("gateway.request")
 
 # strawberry's faster check, typed as graphql-core wants it.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
@@ -78,6 +80,38 @@ class RequestError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+@dataclass
+class RequestRecord:
+    """What one request did, for its metrics and its log line (ids, counts, codes only)."""
+
+    request_id: str
+    counted: bool = True
+    operations: list[str | None] = field(default_factory=list)
+    upstream_fields: int = 0
+    codes: list[str] = field(default_factory=list)
+    budget: RequestBudget | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, or the first error's code."""
+        return self.codes[0] if self.codes else "ok"
+
+    def event(self, response: Response, seconds: float) -> dict[str, Any]:
+        """The fields of this request's log line."""
+        budget = self.budget
+        return {
+            "request_id": self.request_id,
+            "operations": self.operations,
+            "aliases": self.upstream_fields,
+            "upstream_calls": budget.upstream_calls if budget else 0,
+            "cache_hits": budget.cache_hits if budget else 0,
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 2),
+            "outcome": self.outcome,
+            "codes": sorted(set(self.codes)),
+        }
+
+
 @dataclass(frozen=True)
 class OperationRequest:
     """One operation as the client sent it."""
@@ -106,27 +140,50 @@ class GraphQLEndpoint:
         )
 
     async def handle(self, request: Request) -> Response:
-        """Handle one HTTP request to ``/graphql``."""
+        """Handle one HTTP request to ``/graphql``: answer, count it, log one line."""
         services: Services = request.app.state.services
-        request_id = request_id_of(request)
+        record = RequestRecord(request_id_of(request))
+        started = time.perf_counter()
+        services.metrics.in_flight.inc()
+        try:
+            response = await self._answer(request, services, record)
+        finally:
+            services.metrics.in_flight.dec()
+        if record.counted:
+            seconds = time.perf_counter() - started
+            services.metrics.observe_request(record.outcome, seconds, record.upstream_fields)
+            request_logger.info("request", extra={"event": record.event(response, seconds)})
+        response.headers[REQUEST_ID_HEADER] = record.request_id
+        return response
+
+    async def _answer(
+        self, request: Request, services: Services, record: RequestRecord
+    ) -> Response:
         try:
             if request.method == "GET":
                 if "query" not in request.query_params:
-                    return self._ide(request, services, request_id)
+                    record.counted = False
+                    return self._ide(request, services, record.request_id)
                 batch, operations = False, [self._get_operation(request.query_params)]
             else:
                 batch, operations = self._post_operations(await self._read_body(request))
         except RequestError as exc:
-            return error_response(exc.status, exc.code, exc.message, request_id)
+            record.codes.append(exc.code)
+            return error_response(exc.status, exc.code, exc.message, record.request_id)
         except ClientDisconnect:
+            record.codes.append("CLIENT_DISCONNECTED")
             return Response(status_code=499)
-        budget = RequestBudget(self.settings.max_fanout, self.settings.request_concurrency)
+        record.budget = RequestBudget(self.settings.max_fanout, self.settings.request_concurrency)
+        record.operations = [op.operation_name for op in operations]
         contexts = [
-            RequestContext.create(services, request_id, request.headers, budget) for _ in operations
+            RequestContext.create(services, record.request_id, request.headers, record.budget)
+            for _ in operations
         ]
-        results = await self.execute_all(operations, contexts)
-        body: Any = results if batch else results[0]
-        return JSONResponse(body, headers={REQUEST_ID_HEADER: request_id})
+        results = await self.execute_all(operations, contexts, record)
+        record.codes.extend(
+            error["extensions"]["code"] for result in results for error in result.get("errors", ())
+        )
+        return JSONResponse(results if batch else results[0])
 
     def _ide(self, request: Request, services: Services, request_id: str) -> Response:
         if self.settings.graphiql and "text/html" in request.headers.get("accept", ""):
@@ -187,15 +244,21 @@ class GraphQLEndpoint:
         return True, [_operation(item) for item in payload]
 
     async def execute_all(
-        self, operations: list[OperationRequest], contexts: list[RequestContext]
+        self,
+        operations: list[OperationRequest],
+        contexts: list[RequestContext],
+        record: RequestRecord,
     ) -> list[dict[str, Any]]:
         """Run every operation of one request, concurrently, within one fan-out budget."""
         prepared = [self.documents.prepare(op.query) for op in operations]
         planned = 0
-        for op, doc in zip(operations, prepared, strict=True):
+        for index, (op, doc) in enumerate(zip(operations, prepared, strict=True)):
             if doc.document is not None:
                 with contextlib.suppress(DocumentError):
-                    planned += doc.select(op.operation_name).upstream_fields
+                    selected = doc.select(op.operation_name)
+                    planned += selected.upstream_fields
+                    record.operations[index] = selected.name
+        record.upstream_fields = planned
         budget = self.settings.max_fanout
         if planned > budget:
             message = f"The request may cause {planned} upstream calls; at most {budget}"

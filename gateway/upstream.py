@@ -23,6 +23,7 @@ from gateway.errors import (
     UpstreamUnavailableError,
     from_upstream_code,
 )
+from gateway.metrics import Metrics
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy, call_with_retries
 from gateway.throttle import ConcurrencyLimiter
 
@@ -93,9 +94,12 @@ class CountQuery:
 class UpstreamClient:
     """Asks ``reportCount`` over a shared ``httpx.AsyncClient`` owned by the app's lifespan."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, metrics: Metrics | None = None
+    ) -> None:
         self._http = http
         self._url = base_url.rstrip("/") + REPORT_COUNT_PATH
+        self._metrics = metrics
 
     async def report_count(
         self, credential: Credential, query: CountQuery, time_limit: float | None = None
@@ -104,6 +108,21 @@ class UpstreamClient:
 
         ``time_limit`` (seconds) replaces the client's own timeouts for this one try.
         """
+        if self._metrics is None:
+            return await self._report_count(credential, query, time_limit)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return await self._report_count(credential, query, time_limit)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._metrics.observe_upstream(error, time.perf_counter() - started)
+
+    async def _report_count(
+        self, credential: Credential, query: CountQuery, time_limit: float | None
+    ) -> int:
         options: dict[str, Any] = {} if time_limit is None else {"timeout": time_limit}
         try:
             async with self._http.stream(

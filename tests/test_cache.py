@@ -252,7 +252,8 @@ async def test_concurrent_identical_misses_share_one_fetch() -> None:
     fetch.release.set()
     results = await asyncio.gather(*waiters)
 
-    assert results == [Counted(11)] * 20
+    assert [r.value for r in results] == [11] * 20
+    assert sorted(r.source for r in results) == ["join"] * 19 + ["miss"]
     assert fetch.calls == 1
     assert cache.in_flight == 0
 
@@ -270,7 +271,7 @@ async def test_different_keys_fetch_separately() -> None:
     fetch_a.release.set()
     fetch_b.release.set()
 
-    assert list(await asyncio.gather(task_a, task_b)) == [Counted(1), Counted(2)]
+    assert [c.value for c in await asyncio.gather(task_a, task_b)] == [1, 2]
     assert (fetch_a.calls, fetch_b.calls) == (1, 1)
 
 
@@ -310,7 +311,7 @@ async def test_cancelling_one_waiter_does_not_cancel_the_shared_fetch() -> None:
     assert fetch.finished is False
 
     fetch.release.set()
-    assert await asyncio.gather(*others) == [Counted(13)] * 3
+    assert [c.value for c in await asyncio.gather(*others)] == [13] * 3
     assert fetch.calls == 1
     assert fetch.finished is True
     assert cache.get(key()) == 13
@@ -342,7 +343,7 @@ async def test_a_stale_entry_is_served_when_the_refresh_fails_transiently() -> N
     timer.now += 25
     failing = Fetcher()
     failing.error = UpstreamError("down", upstream_code=1009)
-    assert await cache.get_or_fetch(key(), failing) == Counted(5, 25.0)
+    assert await cache.get_or_fetch(key(), failing) == Counted(5, 25.0, "stale")
     assert failing.calls == 1
 
 
@@ -385,5 +386,5 @@ async def test_a_stale_entry_is_refreshed_when_the_upstream_answers() -> None:
     await cache.get_or_fetch(key(), Fetcher(value=5))
     timer.now += 25
     assert cache.get(key()) is None
-    assert await cache.get_or_fetch(key(), Fetcher(value=6)) == Counted(6)
+    assert await cache.get_or_fetch(key(), Fetcher(value=6)) == Counted(6, None, "miss")
     assert cache.get(key()) == 6

@@ -78,6 +78,8 @@ def test_stale_values_are_served_with_a_warning_within_the_window(
             "ageSeconds": 40.0,
         }
     ]
+    stale_served = gateway.client.get(f"{gateway.url}/metrics").text
+    assert "gateway_cache_stale_served_total 1.0" in stale_served
     clock.advance(30)
     body = gateway.query(query, headers_for(ACME))
     assert body["data"] == {"fresh": None}

@@ -1,0 +1,144 @@
+"""Prometheus metrics: one registry per app, labels from closed sets only.
+
+No label ever carries a credential, a filter value or a user id: request
+outcomes are ``ok`` or one of the error codes, upstream results are the
+documented upstream codes or a failure kind, cache results one of four words.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from gateway.errors import (
+    GatewayError,
+    UpstreamBadResponseError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from gateway.resilience import CLOSED, HALF_OPEN, CircuitBreaker
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+DOCUMENTED_CODES: Final = frozenset({1000, 1009, 1010, 1014, 1015, 1047})
+_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BREAKER_STATES: Final = {CLOSED: 0, HALF_OPEN: 1}
+
+
+def upstream_result(error: BaseException | None) -> str:
+    """The ``result`` label of one upstream try: ``success``, an upstream code, or a kind."""
+    if error is None:
+        return "success"
+    if isinstance(error, GatewayError) and error.upstream_code is not None:
+        code = error.upstream_code
+        return str(code) if code in DOCUMENTED_CODES else "unknown_code"
+    if isinstance(error, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(error, UpstreamUnavailableError):
+        return "unavailable"
+    if isinstance(error, UpstreamBadResponseError):
+        return "bad_response"
+    return "cancelled"
+
+
+class Metrics:
+    """Everything the gateway counts, registered in its own ``CollectorRegistry``."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests",
+            "HTTP requests to /graphql, by outcome (ok or the first error code)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "gateway_request_duration_seconds",
+            "Time to answer a /graphql request, by outcome",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight", "/graphql requests being answered", registry=registry
+        )
+        self.upstream_fields = Histogram(
+            "gateway_request_upstream_fields",
+            "callCount fields (aliases) per request, over all its operations",
+            buckets=(0, 1, 2, 5, 10, 20, 50, 100),
+            registry=registry,
+        )
+        self.upstream_calls = Counter(
+            "gateway_upstream_calls",
+            "Tries of the upstream reportCount, by result (success, upstream code, or failure)",
+            ["result"],
+            registry=registry,
+        )
+        self.upstream_seconds = Histogram(
+            "gateway_upstream_duration_seconds",
+            "Time of one upstream try, by result",
+            ["result"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.cache = Counter(
+            "gateway_cache_lookups",
+            "Count lookups: hit, miss (started an upstream call), join (shared one in flight)",
+            ["result"],
+            registry=registry,
+        )
+        self.stale_served = Counter(
+            "gateway_cache_stale_served",
+            "Stale counts served because a refresh failed transiently",
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "gateway_rate_limited",
+            "Upstream calls refused by the per-client limit",
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "gateway_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            registry=registry,
+        )
+        self.breaker_opened = Gauge(
+            "gateway_breaker_opened", "Times the circuit breaker has opened", registry=registry
+        )
+        for result in ("hit", "miss", "join"):
+            self.cache.labels(result)  # exported at 0 from the start
+
+    def observe_cache(self, source: str) -> None:
+        """Count one cache lookup (hit, miss, join) or one stale value served."""
+        if source == "stale":
+            self.stale_served.inc()
+        else:
+            self.cache.labels(source).inc()
+
+    def watch_breaker(self, breaker: CircuitBreaker) -> None:
+        """Export ``breaker``'s state, read at scrape time."""
+        self.breaker_state.set_function(lambda: _BREAKER_STATES.get(breaker.state, 2))
+        self.breaker_opened.set_function(lambda: breaker.opened_total)
+
+    def observe_upstream(self, error: BaseException | None, seconds: float) -> None:
+        """Count one upstream try and its duration."""
+        result = upstream_result(error)
+        self.upstream_calls.labels(result).inc()
+        self.upstream_seconds.labels(result).observe(seconds)
+
+    def observe_request(self, outcome: str, seconds: float, upstream_fields: int) -> None:
+        """Count one answered /graphql request."""
+        self.requests.labels(outcome).inc()
+        self.request_seconds.labels(outcome).observe(seconds)
+        self.upstream_fields.observe(upstream_fields)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
