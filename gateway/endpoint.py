@@ -197,7 +197,8 @@ class GraphQLEndpoint:
         if not self.settings.allow_get:
             raise RequestError(405, BadUserInputError.code, "Send queries as a POST of JSON")
         try:
-            variables = json.loads(params["variables"]) if "variables" in params else None
+            raw = params.get("variables")
+            variables = json.loads(raw, parse_constant=_not_json) if raw is not None else None
         except (ValueError, RecursionError):
             raise RequestError(400, PARSE_FAILED, "`variables` is not valid JSON") from None
         return _operation(
@@ -228,7 +229,7 @@ class GraphQLEndpoint:
 
     def _post_operations(self, body: bytes) -> tuple[bool, list[OperationRequest]]:
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, parse_constant=_not_json)
         except (ValueError, RecursionError):
             raise RequestError(400, PARSE_FAILED, "The body is not valid JSON") from None
         if not isinstance(payload, list):
@@ -299,6 +300,11 @@ class GraphQLEndpoint:
         if context.warnings:
             body["extensions"] = {"warnings": context.warnings}
         return body
+
+
+def _not_json(constant: str) -> object:
+    # Python's json accepts NaN and Infinity; JSON does not, and neither do we.
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _operation(payload: object) -> OperationRequest:
