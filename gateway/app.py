@@ -38,13 +38,14 @@ def create_app(
     settings: Settings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The gateway for ``settings``.
 
     ``transport`` replaces the network (tests hand in ``httpx.MockTransport``);
-    ``clock`` drives cache expiry, the breaker's cool-down and the rate limiter's
-    refill (tests hand in a fake one); deadlines stay on real time.
+    ``clock`` (wall-clock seconds since the epoch) drives cache expiry and which
+    windows count as settled, the breaker's cool-down and the rate limiter's
+    refill (tests hand in a fake one); deadlines stay on real monotonic time.
     """
 
     metrics = Metrics()
@@ -147,6 +148,7 @@ async def _serving(
             keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
             rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
             metrics=metrics,
+            clock=clock,
         )
 
 

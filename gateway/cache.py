@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
 from gateway.errors import UpstreamFailure
 from gateway.upstream import CountQuery, Credential
@@ -62,8 +62,14 @@ class Counted(NamedTuple):
     source: str = "hit"
 
 
+class _Entry(NamedTuple):
+    value: int
+    fetched_at: float
+    ttl: float
+
+
 class CountCache:
-    """A bounded TTL cache of counts with single flight for misses and stale-on-error."""
+    """A bounded cache of counts, each with its own TTL; single flight; stale-on-error."""
 
     def __init__(
         self,
@@ -78,9 +84,9 @@ class CountCache:
         self._timer = timer
         # Told each lookup's source as it is decided: hit, miss, join; and stale when served.
         self._observe = observe
-        # (count, when it was fetched); kept through the stale window.
-        self._entries: TTLCache[CacheKey, tuple[int, float]] = TTLCache(
-            maxsize=maxsize, ttl=ttl + stale, timer=timer
+        # Each entry lives its own TTL, then the stale window, then goes.
+        self._entries: TLRUCache[CacheKey, _Entry] = TLRUCache(
+            maxsize=maxsize, ttu=lambda _, entry, now: now + entry.ttl + stale, timer=timer
         )
         self._flights: dict[CacheKey, asyncio.Task[int]] = {}
 
@@ -90,12 +96,17 @@ class CountCache:
     def get(self, key: CacheKey) -> int | None:
         """The fresh cached count for ``key``, if any."""
         entry = self._entries.get(key)
-        if entry is None or self._timer() - entry[1] >= self._ttl:
+        if entry is None or self._timer() - entry.fetched_at >= entry.ttl:
             return None
-        return entry[0]
+        return entry.value
 
-    async def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Awaitable[int]]) -> Counted:
-        """The fresh count for ``key``, else one shared ``fetch()``, else a stale count."""
+    async def get_or_fetch(
+        self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float | None = None
+    ) -> Counted:
+        """The fresh count for ``key``, else one shared ``fetch()``, else a stale count.
+
+        A fetched count is kept ``ttl`` seconds (the cache's default when None).
+        """
         fresh = self.get(key)
         if fresh is not None:
             self._observe("hit")
@@ -103,7 +114,7 @@ class CountCache:
         flight = self._flights.get(key)
         source = "join"
         if flight is None:
-            flight = asyncio.ensure_future(self._fly(key, fetch))
+            flight = asyncio.ensure_future(self._fly(key, fetch, self._ttl if ttl is None else ttl))
             self._flights[key] = flight
             flight.add_done_callback(_consume_exception)
             source = "miss"
@@ -116,17 +127,18 @@ class CountCache:
             if entry is None:
                 raise
             self._observe("stale")
-            return Counted(entry[0], self._timer() - entry[1], "stale")
+            return Counted(entry.value, self._timer() - entry.fetched_at, "stale")
 
     @property
     def in_flight(self) -> int:
         """How many distinct upstream calls are under way."""
         return len(self._flights)
 
-    async def _fly(self, key: CacheKey, fetch: Callable[[], Awaitable[int]]) -> int:
+    async def _fly(self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float) -> int:
         try:
             value = await fetch()
-            self._entries[key] = (value, self._timer())
+            if ttl > 0:
+                self._entries[key] = _Entry(value, self._timer(), ttl)
             return value
         finally:
             del self._flights[key]

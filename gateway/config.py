@@ -42,6 +42,8 @@ class Settings:
     breaker_threshold: int = 5
     breaker_cooldown: float = 10.0
     cache_ttl: float = 15.0
+    cache_settle: float = 3600.0
+    cache_ttl_settled: float = 86_400.0
     cache_stale: float = 300.0
     cache_maxsize: int = 10_000
     cache_key_secret: Secret | None = None
@@ -54,6 +56,7 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     max_batch: int = 10
     max_fanout: int = 100
+    max_buckets: int = 400
     document_cache: int = 512
     request_concurrency: int = 16
     allow_get: bool = False
@@ -123,6 +126,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "breaker_threshold": (1, 1000),
     "breaker_cooldown": (0.1, 3600),
     "cache_ttl": (0, 86_400),
+    "cache_settle": (0, 30 * 86_400),
+    "cache_ttl_settled": (0, 30 * 86_400),
     "cache_stale": (0, 86_400),
     "cache_maxsize": (1, 10_000_000),
     "rate_limit": (0, 1_000_000),
@@ -134,6 +139,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_body_bytes": (1024, 16 * 1024 * 1024),
     "max_batch": (1, 100),
     "max_fanout": (1, 10_000),
+    "max_buckets": (1, 10_000),
     "document_cache": (1, 100_000),
     "request_concurrency": (1, 1000),
     "shutdown_timeout": (0, 3600),

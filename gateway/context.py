@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,8 @@ class Services:
     keys: KeyMaker
     rate_limiter: RateLimiter
     metrics: Metrics
+    #: Wall-clock seconds since the epoch (injected by tests).
+    clock: Callable[[], float] = time.time
     # Prefills GraphiQL's headers tab (the demo credential when serving demo data).
     example_headers: dict[str, str] | None = None
 
@@ -72,6 +76,14 @@ class RequestBudget:
         self.upstream_calls = 0
         self.cache_hits = 0
         self.slots = asyncio.Semaphore(concurrency)
+
+    def ensure_room(self, calls: int) -> None:
+        """Refuse, before any call, work that would need more than the budget left."""
+        if self.upstream_calls + calls > self.fanout:
+            raise FanoutExceededError(
+                f"This needs up to {calls} upstream calls; the request may make "
+                f"{self.fanout - self.upstream_calls} more"
+            )
 
     def charge(self) -> None:
         """Count one upstream call of this request, or refuse it past the fan-out budget."""
@@ -112,6 +124,22 @@ class RequestContext:
             credential = exc
         return cls(services, request_id, credential, budget)
 
+    def ttl_for(self, query: CountQuery) -> float:
+        """How long to cache ``query``'s count: long once its window ended an hour ago.
+
+        A window whose end lies further back than ``GATEWAY_CACHE_SETTLE`` no
+        longer changes in practice; one touching the present may.
+        """
+        settings = self.services.settings
+        if query.until is None:
+            return settings.cache_ttl
+        try:
+            end = dt.datetime.fromisoformat(query.until).replace(tzinfo=settings.zone)
+        except ValueError:
+            return settings.cache_ttl
+        settled = end.timestamp() < self.services.clock() - settings.cache_settle
+        return settings.cache_ttl_settled if settled else settings.cache_ttl
+
     async def count(self, query: CountQuery, path: list[str | int]) -> int:
         """The count for ``query`` with this request's credential: cached, shared, bounded.
 
@@ -136,7 +164,7 @@ class RequestContext:
             async with budget.slots:
                 return await services.upstream.report_count(credential, query)
 
-        counted = await services.cache.get_or_fetch(key, fetch)
+        counted = await services.cache.get_or_fetch(key, fetch, self.ttl_for(query))
         if counted.source == "hit":
             budget.cache_hits += 1
         if counted.stale_age is not None:

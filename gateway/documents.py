@@ -36,8 +36,9 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import PARSE_FAILED, VALIDATION_FAILED
 
-#: The field whose every occurrence may cost one upstream call.
-UPSTREAM_FIELD: Final = "callCount"
+#: Fields whose every occurrence costs at least one upstream call (a series, one per bucket:
+#: it checks the rest of the budget itself once its buckets are known).
+UPSTREAM_FIELDS: Final = frozenset({"callCount", "callCountSeries"})
 MAX_DIRECTIVES_PER_NODE: Final = 4
 MAX_VALIDATION_ERRORS: Final = 10
 #: Longer documents are still served, just not remembered.
@@ -189,7 +190,7 @@ class _Walker:
             if isinstance(selection, FieldNode):
                 field = self.selections(selection.selection_set)
                 field.aliases += 1 if selection.alias else 0
-                field.upstream += 1 if selection.name.value == UPSTREAM_FIELD else 0
+                field.upstream += 1 if selection.name.value in UPSTREAM_FIELDS else 0
                 cost.add(field, nested=True)
             elif isinstance(selection, InlineFragmentNode):
                 cost.add(self.selections(selection.selection_set), nested=False)

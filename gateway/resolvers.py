@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import json
 from typing import Annotated, Any, TypeVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import strawberry
 
+from gateway import series
+from gateway.config import Settings
 from gateway.context import RequestContext
 from gateway.errors import BadUserInputError
-from gateway.types import CallFilterInput
+from gateway.series import Interval
+from gateway.types import CallCountBucket, CallFilterInput
 from gateway.upstream import CountQuery
 
 MODELLED_KEYS = frozenset({"dtGte", "dtLte", "agtIds", "campId", "st"})
@@ -151,3 +155,91 @@ async def call_count(
     context = info.context
     query = count_query(filter, priority_filter, context.services.settings.zone)
     return await context.count(query, info.path.as_list())
+
+
+def _zone_named(name: str | None, default: ZoneInfo) -> ZoneInfo:
+    name = _given(name)
+    if name is None:
+        return default
+    try:
+        return ZoneInfo(name) if len(name) <= 64 else ZoneInfo("")
+    except (ValueError, OSError, ZoneInfoNotFoundError):
+        raise BadUserInputError(
+            "timeZone must be an IANA time zone such as Europe/Berlin"
+        ) from None
+
+
+def _in_zone(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """An aware instant: ``value``'s own offset, or taken as wall-clock time in ``zone``."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=zone)
+    return value
+
+
+def series_queries(
+    filter: CallFilterInput,
+    interval: Interval,
+    time_zone: str | None,
+    priority_filter: str | None,
+    settings: Settings,
+) -> list[CallCountBucket]:
+    """The buckets of a series, each with its canonical upstream question."""
+    zone = _zone_named(time_zone, settings.zone)
+    from_, to = _given(filter.from_), _given(filter.to)
+    if from_ is None or to is None:
+        raise BadUserInputError("callCountSeries needs filter.from and filter.to")
+    start, end = _in_zone(from_, zone), _in_zone(to, zone)
+    if start > end:
+        raise BadUserInputError("filter.from must not be after filter.to")
+    limit = settings.max_buckets
+    if series.count_buckets(start, end, interval, zone, limit) > limit:
+        raise BadUserInputError(f"The series has more than {limit} buckets: widen the interval")
+    base = upstream_filter(dataclasses.replace(filter, from_=None, to=None), settings.zone)
+    checked = check_priority_filter(priority_filter)
+    out = []
+    for first, last in series.buckets(start, end, interval, zone):
+        bounds = {
+            "dtGte": upstream_time(to_upstream_zone(first, settings.zone), round_up=True),
+            "dtLte": upstream_time(to_upstream_zone(last, settings.zone), round_up=False),
+        }
+        query = CountQuery.build({**base, **bounds}, checked)
+        out.append(CallCountBucket(from_=first, to=last, query=query))
+    return out
+
+
+async def call_count_series(
+    info: strawberry.Info[RequestContext, None],
+    filter: Annotated[
+        CallFilterInput,
+        strawberry.argument(
+            description="Which calls to count; from and to are required and bound the series."
+        ),
+    ],
+    interval: Annotated[Interval, strawberry.argument(description="The width of each bucket.")],
+    time_zone: Annotated[
+        str | None,
+        strawberry.argument(
+            description=(
+                "IANA time zone of the calendar (default: the upstream's). "
+                "from and to without an offset are read in it."
+            )
+        ),
+    ] = strawberry.UNSET,
+    priority_filter: Annotated[
+        str | None,
+        strawberry.argument(
+            description="Opaque base64 priority filter (upstream `priorityFilter`)."
+        ),
+    ] = strawberry.UNSET,
+) -> list[CallCountBucket] | None:
+    """Resolve ``callCountSeries``: the buckets; each bucket's count resolves on its own."""
+    context = info.context
+    buckets = series_queries(
+        filter,
+        series.Interval(interval.value),
+        time_zone,
+        priority_filter,
+        context.services.settings,
+    )
+    context.budget.ensure_room(len(buckets))
+    return buckets

@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
-from gateway.resolvers import call_count
-from gateway.types import SCALARS
+from gateway.resolvers import call_count, call_count_series
+from gateway.types import SCALARS, CallCountBucket
 
 
 @strawberry.type(description="Counts of DeepCall call-log records.")
@@ -18,6 +18,15 @@ class Query:
         description=(
             "Number of call-log records matching the filter (upstream `reportCount` `cnt`); "
             "null only when this field has an error."
+        ),
+    )
+    call_count_series: list[CallCountBucket] | None = strawberry.field(
+        resolver=call_count_series,
+        description=(
+            "Counts per calendar bucket (hour, day, week, month) between filter.from and "
+            "filter.to, in a time zone, correct across daylight-saving changes. Each bucket "
+            "is one cached upstream `reportCount`; a failed bucket has a null count and its "
+            "own error."
         ),
     )
 

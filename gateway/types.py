@@ -8,6 +8,10 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.scalar import ScalarDefinition
 
+from gateway.context import RequestContext
+from gateway.series import Interval
+from gateway.upstream import CountQuery
+
 MAX_ECHOED_CHARS = 40
 
 
@@ -70,5 +74,38 @@ class CallFilterInput:
             "Other upstream filter keys (duration, call type, custom analysis), "
             "merged verbatim into the upstream `filter`; a key the fields above "
             "already model is rejected."
+        ),
+    )
+
+
+# Registers the GraphQL enum on the class itself (strawberry.enum works in place).
+strawberry.enum(
+    Interval, description="The width of a callCountSeries bucket, on the calendar of its time zone."
+)
+
+
+async def _bucket_count(
+    root: strawberry.Parent[CallCountBucket], info: strawberry.Info[RequestContext, None]
+) -> int | None:
+    """Count a bucket through the same cache and single flight as callCount."""
+    return await info.context.count(root.query, info.path.as_list())
+
+
+@strawberry.type(description="The calls of one calendar bucket of a series.")
+class CallCountBucket:
+    """One bucket: its bounds (inclusive, in the series' time zone) and, lazily, its count."""
+
+    from_: dt.datetime = strawberry.field(
+        name="from", description="First instant of the bucket (upstream `dtGte`)."
+    )
+    to: dt.datetime = strawberry.field(
+        description="Last whole second of the bucket, inclusive (upstream `dtLte`)."
+    )
+    query: strawberry.Private[CountQuery]
+    count: int | None = strawberry.field(
+        resolver=_bucket_count,
+        description=(
+            "Calls in the bucket (upstream `cnt`); null only when this bucket has an error, "
+            "which then carries this field's path."
         ),
     )

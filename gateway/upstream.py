@@ -74,12 +74,15 @@ class CountQuery:
 
     filter_json: str = "{}"
     priority_filter: str | None = None
+    #: The window's end (``dtLte``, upstream wall-clock time), which decides how long to cache.
+    until: str | None = field(default=None, compare=False)
 
     @classmethod
     def build(cls, filter: Mapping[str, Any], priority_filter: str | None) -> CountQuery:
         """Canonicalise ``filter`` (sorted keys, compact JSON) with ``priority_filter``."""
         canonical = json.dumps(filter, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return cls(canonical, priority_filter)
+        until = filter.get("dtLte")
+        return cls(canonical, priority_filter, until if isinstance(until, str) else None)
 
     def body(self, credential: Credential) -> dict[str, Any]:
         """The JSON body to POST upstream for ``credential``."""
