@@ -26,6 +26,7 @@ from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from gateway.schema import create_schema
+from gateway.shared import SharedTier
 from gateway.throttle import ConcurrencyLimiter, RateLimiter
 from gateway.upstream import GuardedClient, Guards, UpstreamClient
 
@@ -118,6 +119,17 @@ async def _serving(
         trust_env=False,
         follow_redirects=False,
     ) as http:
+        shared = (
+            SharedTier.from_url(
+                settings.redis_url,
+                stale=settings.cache_stale,
+                lock_seconds=settings.upstream_deadline + 1,
+                timer=clock,
+                on_error=metrics.shared_errors.inc,
+            )
+            if settings.redis_url
+            else None
+        )
         secret = settings.cache_key_secret
         guards = Guards(
             breaker=CircuitBreaker(
@@ -135,21 +147,26 @@ async def _serving(
             try_timeout=settings.upstream_timeout,
         )
         metrics.watch_breaker(guards.breaker)
-        yield Services(
-            settings=settings,
-            upstream=GuardedClient(UpstreamClient(http, base_url, metrics), guards),
-            cache=CountCache(
-                settings.cache_maxsize,
-                settings.cache_ttl,
-                stale=settings.cache_stale,
-                timer=clock,
-                observe=metrics.observe_cache,
-            ),
-            keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
-            rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
-            metrics=metrics,
-            clock=clock,
-        )
+        try:
+            yield Services(
+                settings=settings,
+                upstream=GuardedClient(UpstreamClient(http, base_url, metrics), guards),
+                cache=CountCache(
+                    settings.cache_maxsize,
+                    settings.cache_ttl,
+                    stale=settings.cache_stale,
+                    timer=clock,
+                    observe=metrics.observe_cache,
+                    shared=shared,
+                ),
+                keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
+                rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
+                metrics=metrics,
+                clock=clock,
+            )
+        finally:
+            if shared is not None:
+                await shared.aclose()
 
 
 def _embedded_simulator(

@@ -27,6 +27,7 @@ from typing import NamedTuple
 from cachetools import TLRUCache
 
 from gateway.errors import UpstreamFailure
+from gateway.shared import Entry, SharedTier, shared_name
 from gateway.upstream import CountQuery, Credential
 
 
@@ -62,12 +63,6 @@ class Counted(NamedTuple):
     source: str = "hit"
 
 
-class _Entry(NamedTuple):
-    value: int
-    fetched_at: float
-    ttl: float
-
-
 class CountCache:
     """A bounded cache of counts, each with its own TTL; single flight; stale-on-error."""
 
@@ -79,13 +74,15 @@ class CountCache:
         stale: float = 0.0,
         timer: Callable[[], float] = time.monotonic,
         observe: Callable[[str], None] = lambda source: None,
+        shared: SharedTier | None = None,
     ) -> None:
         self._ttl = ttl
         self._timer = timer
+        self._shared = shared
         # Told each lookup's source as it is decided: hit, miss, join; and stale when served.
         self._observe = observe
         # Each entry lives its own TTL, then the stale window, then goes.
-        self._entries: TLRUCache[CacheKey, _Entry] = TLRUCache(
+        self._entries: TLRUCache[CacheKey, Entry] = TLRUCache(
             maxsize=maxsize, ttu=lambda _, entry, now: now + entry.ttl + stale, timer=timer
         )
         self._flights: dict[CacheKey, asyncio.Task[int]] = {}
@@ -96,7 +93,7 @@ class CountCache:
     def get(self, key: CacheKey) -> int | None:
         """The fresh cached count for ``key``, if any."""
         entry = self._entries.get(key)
-        if entry is None or self._timer() - entry.fetched_at >= entry.ttl:
+        if entry is None or not entry.fresh(self._timer()):
             return None
         return entry.value
 
@@ -136,12 +133,33 @@ class CountCache:
 
     async def _fly(self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float) -> int:
         try:
-            value = await fetch()
-            if ttl > 0:
-                self._entries[key] = _Entry(value, self._timer(), ttl)
-            return value
+            if self._shared is None or not self._shared.up:
+                entry = Entry(await fetch(), self._timer(), ttl)
+            else:
+                entry = await self._through_shared(self._shared, key, fetch, ttl)
+            if entry.ttl > 0:
+                self._entries[key] = entry
+            return entry.value
         finally:
             del self._flights[key]
+
+    async def _through_shared(
+        self,
+        shared: SharedTier,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[int]],
+        ttl: float,
+    ) -> Entry:
+        name = shared_name(*key)
+        held = await shared.read(name)
+        if held is not None:
+            if held.fresh(self._timer()):
+                self._observe("shared")
+                return held
+            if key not in self._entries:
+                # Another replica's count, past its TTL: what to serve if the refresh fails.
+                self._entries[key] = held
+        return await shared.lead_or_wait(name, fetch, ttl)
 
 
 def _consume_exception(task: asyncio.Task[int]) -> None:

@@ -47,6 +47,7 @@ class Settings:
     cache_stale: float = 300.0
     cache_maxsize: int = 10_000
     cache_key_secret: Secret | None = None
+    redis_url: str = ""
     rate_limit: float = 50.0
     rate_burst: float = 100.0
     max_aliases: int = 50
@@ -98,6 +99,7 @@ class Settings:
                 values[field.name] = reader.get(key, cast, fallback)
         reader.check("GATEWAY_UPSTREAM_URL", _upstream_url, values["upstream_url"])
         reader.check("GATEWAY_UPSTREAM_TZ", ZoneInfo, values["upstream_tz"])
+        reader.check("GATEWAY_REDIS_URL", _redis_url, values["redis_url"])
         if not reader.problems and values["upstream_deadline"] < values["upstream_timeout"]:
             reader.fail("GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT")
         if (
@@ -201,6 +203,11 @@ def _upstream_url(value: str) -> None:
         raise ValueError("expected 'embedded' or an http(s):// base URL")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("the base URL must not carry a query, fragment or user info")
+
+
+def _redis_url(value: str) -> None:
+    if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected redis://host:6379/0, rediss://… or unix://…")
 
 
 def _origins(value: str) -> tuple[str, ...]:

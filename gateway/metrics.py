@@ -90,7 +90,8 @@ class Metrics:
         )
         self.cache = Counter(
             "gateway_cache_lookups",
-            "Count lookups: hit, miss (started an upstream call), join (shared one in flight)",
+            "Count lookups: hit, miss (started an upstream call), join (shared one in flight), "
+            "shared (found fresh in the Redis tier)",
             ["result"],
             registry=registry,
         )
@@ -112,7 +113,12 @@ class Metrics:
         self.breaker_opened = Gauge(
             "gateway_breaker_opened", "Times the circuit breaker has opened", registry=registry
         )
-        for result in ("hit", "miss", "join"):
+        self.shared_errors = Counter(
+            "gateway_shared_cache_errors",
+            "Redis tier failures (each switches it off for a few seconds)",
+            registry=registry,
+        )
+        for result in ("hit", "miss", "join", "shared"):
             self.cache.labels(result)  # exported at 0 from the start
 
     def observe_cache(self, source: str) -> None:
