@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,12 +17,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from gateway.cache import CountCache, KeyMaker
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
 from gateway.endpoint import REQUEST_ID_HEADER, GraphQLEndpoint
+from gateway.ide import local_assets_present
+from gateway.ide_fetch import DEFAULT_DEST as DEFAULT_IDE_ASSETS
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
@@ -78,13 +82,22 @@ def create_app(
                 max_age=600,
             )
         )
+    ide_assets = Path(settings.ide_assets) if settings.ide_assets else DEFAULT_IDE_ASSETS
+    ide_local = settings.graphiql and local_assets_present(ide_assets)
+    if settings.graphiql and not ide_local:
+        logger.warning(
+            "GraphiQL assets not found in %s (run: deepcall-gateway fetch-ide); "
+            "the page will load them from a CDN",
+            ide_assets,
+        )
     app = Starlette(
         routes=[
             Route(
                 "/graphql",
-                GraphQLEndpoint(create_schema(), settings).handle,
+                GraphQLEndpoint(create_schema(), settings, ide_local=ide_local).handle,
                 methods=["GET", "POST"],
             ),
+            *([Mount("/graphql/ide", StaticFiles(directory=ide_assets))] if ide_local else []),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *([Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []),

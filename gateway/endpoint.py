@@ -124,8 +124,9 @@ class OperationRequest:
 class GraphQLEndpoint:
     """Serves GraphQL over HTTP (and GraphiQL on GET when enabled)."""
 
-    def __init__(self, schema: Schema, settings: Settings) -> None:
+    def __init__(self, schema: Schema, settings: Settings, *, ide_local: bool = False) -> None:
         self.settings = settings
+        self.ide_local = ide_local
         self.schema = schema
         self.documents = Documents(
             schema._schema,
@@ -188,7 +189,8 @@ class GraphQLEndpoint:
     def _ide(self, request: Request, services: Services, request_id: str) -> Response:
         if self.settings.graphiql and "text/html" in request.headers.get("accept", ""):
             today = dt.datetime.now(self.settings.zone).date()
-            return HTMLResponse(graphiql_page(today, services.example_headers))
+            page = graphiql_page(today, services.example_headers, local=self.ide_local)
+            return HTMLResponse(page)
         return error_response(
             405, BadUserInputError.code, "Send queries as a POST of JSON", request_id
         )

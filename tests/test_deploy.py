@@ -139,10 +139,12 @@ def test_the_parser_reads_continuations_and_stages() -> None:
     assert parsed[1].args("USER") == ["1:1"]
 
 
-def test_image_is_multi_stage_on_one_slim_python(dockerfile: list[Stage]) -> None:
-    """The image has a build stage and a runtime stage on the same slim Python 3.11+ base."""
+def test_image_is_multi_stage_on_one_slim_python(dockerfile: list[Stage], final: Stage) -> None:
+    """The image's build and runtime stages share one slim Python 3.11+ base (the GraphiQL
+    assets come from a Node stage whose files alone are copied)."""
     assert len(dockerfile) >= 2
-    bases = {stage.base for stage in dockerfile}
+    python_stages = [stage for stage in dockerfile if stage.name != "ide"]
+    bases = {stage.base for stage in python_stages}
     assert len(bases) == 1, bases
     image, _, tag = bases.pop().partition(":")
     assert image == "python"
@@ -153,7 +155,7 @@ def test_build_stage_installs_the_project_into_a_venv_as_ci_does(
     dockerfile: list[Stage], final: Stage
 ) -> None:
     """The build stage pip-installs the project into /opt/venv, which the runtime copies."""
-    build = dockerfile[0]
+    (build,) = [stage for stage in dockerfile if stage.name == "build"]
     runs = build.args("RUN")
     assert "python -m venv /opt/venv" in runs
     assert "pip install ." in runs
@@ -240,7 +242,9 @@ def test_dockerignore_admits_only_what_the_build_copies(dockerfile: list[Stage])
         if not args.startswith("--from=")
         for source in args.split()[:-1]
     }
-    assert copied == admitted
+    for source in copied:
+        assert any(source == path or source.startswith(path + "/") for path in admitted), source
+    assert admitted <= copied
     for source in copied:
         assert (ROOT / source).exists(), source
 
