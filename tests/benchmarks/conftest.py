@@ -1,0 +1,3 @@
+"""The benchmark suite is run by ``run.py``, never collected by pytest."""
+
+collect_ignore_glob = ["*"]
