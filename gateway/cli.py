@@ -6,19 +6,99 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+logger = logging.getLogger("gateway")
 
 
-def _run(app: object, host: str, port: int, **options: object) -> None:
-    import uvicorn
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, with a drain before it stops and a clean exit on a signal.
 
-    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to whatever
-    # handler was installed before it: make that a no-op, so a graceful stop
-    # exits with status 0 (what Kubernetes and systemd expect), not 143.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    uvicorn.run(app, host=host, port=port, log_config=None, **options)  # type: ignore[arg-type]
+    On the first SIGTERM or SIGINT, ``on_drain`` runs at once (the gateway's
+    ``/readyz`` turns 503) while the server goes on accepting and serving for
+    ``drain_seconds``, so that a load balancer (Kubernetes endpoints) has time
+    to stop routing here. Then uvicorn's graceful shutdown: the listening
+    sockets close (new connections are refused), in-flight requests finish
+    within ``timeout_graceful_shutdown``, the lifespan shuts down, and ``run``
+    returns. A second signal during the drain ends the drain early (in-flight
+    requests still finish); a SIGINT after that stops waiting for them, as in
+    plain uvicorn.
+
+    Unlike plain uvicorn, the signal is not raised again once the server has
+    stopped, so a graceful stop exits with status 0 (what Kubernetes and
+    systemd expect), not 143 or 130.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        drain_seconds: float = 0.0,
+        on_drain: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self.on_drain = on_drain
+        self.drain_deadline: float | None = None
+        """``time.monotonic()`` at which the drain ends; ``None`` until a signal."""
+        self._signal_name = ""
+        self._announced = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Start the drain, or cut it short; never block (this is the signal handler)."""
+        # This runs on the main thread between two bytecodes of the event loop,
+        # so it only sets flags; on_tick acts on them. Not calling super() keeps
+        # the signal out of uvicorn's list of signals to raise again at exit.
+        if self.drain_deadline is None:
+            self._signal_name = signal.Signals(sig).name
+            self.drain_deadline = time.monotonic() + self.drain_seconds
+            if self.on_drain is not None:
+                self.on_drain()
+            if self.drain_seconds <= 0:
+                self.should_exit = True
+        elif not self.should_exit:
+            self.should_exit = True
+        elif sig == signal.SIGINT:
+            self.force_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        """End the drain once its deadline has passed; uvicorn calls this every 0.1 s."""
+        deadline = self.drain_deadline
+        if deadline is not None:
+            if not self._announced:
+                self._announced = True
+                logger.info(
+                    "%s received: draining for %.1fs, then refusing new connections",
+                    self._signal_name,
+                    0 if self.should_exit else max(0.0, deadline - time.monotonic()),
+                )
+            if time.monotonic() >= deadline:
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop listening, say so, then let uvicorn finish in-flight requests and the lifespan."""
+        # uvicorn closes the listeners too, but only after logging; closing them
+        # first makes the log line below a promise that new connections fail.
+        for server in self.servers:
+            server.close()
+        timeout = self.config.timeout_graceful_shutdown
+        limit = "" if timeout is None else f" up to {timeout}s"
+        logger.info("Refusing new connections; waiting%s for in-flight requests", limit)
+        await super().shutdown(sockets)
+
+
+def _run(server: GracefulServer) -> int:
+    """Run ``server`` until it stops; the exit status (uvicorn's 3 if it never started)."""
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -34,14 +114,19 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
-    _run(
+
+    def not_ready() -> None:
+        app.state.draining = True
+
+    config = uvicorn.Config(
         app,
-        args.host,
-        args.port,
+        host=args.host,
+        port=args.port,
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    return 0
+    return _run(GracefulServer(config, drain_seconds=settings.drain_seconds, on_drain=not_ready))
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -50,8 +135,9 @@ def _simulate(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = Simulator(seed=args.seed, calls=args.calls, path=args.db)
     print(simulator.describe_credentials(), flush=True)
-    _run(create_simulator_app(simulator), args.host, args.port)
-    return 0
+    app = create_simulator_app(simulator)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None)
+    return _run(GracefulServer(config))
 
 
 def _export_schema(args: argparse.Namespace) -> int:
