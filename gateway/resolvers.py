@@ -192,18 +192,21 @@ def series_queries(
     if start > end:
         raise BadUserInputError("filter.from must not be after filter.to")
     limit = settings.max_buckets
-    if series.count_buckets(start, end, interval, zone, limit) > limit:
-        raise BadUserInputError(f"The series has more than {limit} buckets: widen the interval")
     base = upstream_filter(dataclasses.replace(filter, from_=None, to=None), settings.zone)
     checked = check_priority_filter(priority_filter)
     out = []
-    for first, last in series.buckets(start, end, interval, zone):
-        bounds = {
-            "dtGte": upstream_time(to_upstream_zone(first, settings.zone), round_up=True),
-            "dtLte": upstream_time(to_upstream_zone(last, settings.zone), round_up=False),
-        }
-        query = CountQuery.build({**base, **bounds}, checked)
-        out.append(CallCountBucket(from_=first, to=last, query=query))
+    try:
+        if series.count_buckets(start, end, interval, zone, limit) > limit:
+            raise BadUserInputError(f"The series has more than {limit} buckets: widen the interval")
+        for first, last in series.buckets(start, end, interval, zone):
+            bounds = {
+                "dtGte": upstream_time(to_upstream_zone(first, settings.zone), round_up=True),
+                "dtLte": upstream_time(to_upstream_zone(last, settings.zone), round_up=False),
+            }
+            query = CountQuery.build({**base, **bounds}, checked)
+            out.append(CallCountBucket(from_=first, to=last, query=query))
+    except OverflowError:  # a bucket edge before year 1 or after 9999 in some zone
+        raise BadUserInputError("filter dates must fall within years 1 to 9999") from None
     return out
 
 

@@ -154,6 +154,7 @@ def test_series_limits_are_checked_before_any_call(
         ),
         ({"f": {"from": "2026-11-01 00:00:00"}, "i": "DAY"}, "filter.from and filter.to"),
         ({"f": {"from": "2026-11-02 00:00:00", "to": "2026-11-01 00:00:00"}, "i": "DAY"}, "after"),
+        ({"f": {"from": "0001-01-01 00:00:00", "to": "0001-01-01 05:00:00"}, "i": "DAY"}, "year"),
     ]
     for variables, says in cases:
         body = gateway.query(SERIES, headers_for(ACME), variables)
