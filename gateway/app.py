@@ -32,7 +32,8 @@ from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from gateway.schema import create_schema
 from gateway.shared import SharedTier
 from gateway.throttle import ConcurrencyLimiter, RateLimiter
-from gateway.upstream import GuardedClient, Guards, UpstreamClient
+from gateway.transport import AiohttpTransport
+from gateway.upstream import MAX_RESPONSE_BYTES, GuardedClient, Guards, UpstreamClient
 
 logger = logging.getLogger("gateway")
 
@@ -125,6 +126,8 @@ async def _serving(
         max_connections=settings.upstream_max_connections,
         max_keepalive_connections=settings.upstream_max_connections,
     )
+    if transport is None:
+        transport = AiohttpTransport(limits, max_body=MAX_RESPONSE_BYTES)
     async with httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.upstream_timeout),

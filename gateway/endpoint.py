@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import re
 import time
@@ -24,9 +23,10 @@ from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import Any, TypeGuard, cast
 
+import orjson
 from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError, execute
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 
@@ -61,6 +61,16 @@ def request_id_of(request: Request) -> str:
 def coded(message: str, code: str) -> dict[str, Any]:
     """One entry of ``errors`` for a failure that is not retryable."""
     return {"message": message, "extensions": {"code": code, "retryable": False}}
+
+
+class JSONResponse(Response):
+    """JSON rendered by orjson: several times faster than the standard library's."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """``content`` as compact UTF-8 JSON."""
+        return orjson.dumps(content)
 
 
 def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
@@ -200,8 +210,8 @@ class GraphQLEndpoint:
             raise RequestError(405, BadUserInputError.code, "Send queries as a POST of JSON")
         try:
             raw = params.get("variables")
-            variables = json.loads(raw, parse_constant=_not_json) if raw is not None else None
-        except (ValueError, RecursionError):
+            variables = orjson.loads(raw) if raw is not None else None
+        except orjson.JSONDecodeError:
             raise RequestError(400, PARSE_FAILED, "`variables` is not valid JSON") from None
         return _operation(
             {
@@ -231,8 +241,9 @@ class GraphQLEndpoint:
 
     def _post_operations(self, body: bytes) -> tuple[bool, list[OperationRequest]]:
         try:
-            payload = json.loads(body, parse_constant=_not_json)
-        except (ValueError, RecursionError):
+            # orjson refuses NaN and Infinity (not JSON) and nesting past 1,024 levels.
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
             raise RequestError(400, PARSE_FAILED, "The body is not valid JSON") from None
         if not isinstance(payload, list):
             return False, [_operation(payload)]
@@ -302,11 +313,6 @@ class GraphQLEndpoint:
         if context.warnings:
             body["extensions"] = {"warnings": context.warnings}
         return body
-
-
-def _not_json(constant: str) -> object:
-    # Python's json accepts NaN and Infinity; JSON does not, and neither do we.
-    raise ValueError(f"{constant} is not JSON")
 
 
 def _operation(payload: object) -> OperationRequest:

@@ -1,0 +1,106 @@
+"""An httpx transport over aiohttp's connection pool, for the upstream calls.
+
+httpx stays the API (``UpstreamClient``, ``MockTransport`` in tests), but the
+connection pool under it is aiohttp's: httpcore's pool walks every pooled
+connection on every request, which cost most of a cache miss's CPU under load.
+aiohttp's exceptions become httpx's here, most specific first, so that
+``gateway.upstream.translate_httpx_error`` remains the one place that decides
+what a failure means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import aiohttp
+import httpx
+
+#: aiohttp failure -> httpx failure; the first entry that matches wins.
+_ERRORS: Final[tuple[tuple[type[BaseException], type[httpx.RequestError]], ...]] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (asyncio.TimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientConnectionError, httpx.ReadError),  # disconnected, reset
+    (aiohttp.ClientError, httpx.NetworkError),
+)
+
+
+def translate_aiohttp_error(exc: BaseException, request: httpx.Request) -> httpx.RequestError:
+    """The httpx error for an aiohttp failure of ``request``."""
+    for kind, mapped in _ERRORS:
+        if isinstance(exc, kind):
+            return mapped(type(exc).__name__, request=request)
+    return httpx.NetworkError(type(exc).__name__, request=request)
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Sends httpx requests with one shared ``aiohttp.ClientSession``.
+
+    Bodies are read whole, but never more than ``max_body`` + 1 bytes.
+    """
+
+    def __init__(self, limits: httpx.Limits, max_body: int) -> None:
+        self._limits = limits
+        self._max_body = max_body
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop, as aiohttp requires.
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections or 0,
+            keepalive_timeout=self._limits.keepalive_expiry or 15.0,
+            ttl_dns_cache=60,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # httpx decodes, by the headers it is given
+            trust_env=False,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``; raise only httpx errors."""
+        if self._session is None:
+            self._session = self._open()
+        limits: dict[str, Any] = request.extensions.get("timeout", {})
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=limits.get("pool"),
+            sock_connect=limits.get("connect"),
+            sock_read=limits.get("read"),
+        )
+        try:
+            async with self._session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=request.content,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_any():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self._max_body:
+                        break  # the caller refuses it; no need to read the rest
+                headers = list(response.raw_headers)
+                status = response.status
+        except aiohttp.ClientError as exc:
+            raise translate_aiohttp_error(exc, request) from exc
+        except TimeoutError as exc:
+            raise translate_aiohttp_error(exc, request) from exc
+        return httpx.Response(status, headers=headers, content=b"".join(chunks), request=request)
+
+    async def aclose(self) -> None:
+        """Close the pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
