@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
 from gateway.endpoint import REQUEST_ID_HEADER, GraphQLEndpoint
 from gateway.ide import local_assets_present
 from gateway.ide_fetch import DEFAULT_DEST as DEFAULT_IDE_ASSETS
+from gateway.logs import configure_logging
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
@@ -183,6 +185,13 @@ async def _serving(
         finally:
             if shared is not None:
                 await shared.aclose()
+
+
+def app_from_environ() -> Starlette:
+    """The app for ``os.environ``: what each of several uvicorn workers builds."""
+    settings = Settings.from_environ(os.environ)
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def _embedded_simulator(

@@ -15,6 +15,8 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from gateway.logs import configure_logging
+
 logger = logging.getLogger("gateway")
 
 
@@ -110,9 +112,21 @@ def _serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"deepcall-gateway: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        # Several processes: uvicorn's own supervisor, each worker building its app
+        # from the environment. Each has its own cache and metrics (see the README).
+        uvicorn.run(
+            "gateway.app:app_from_environ",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=settings.shutdown_timeout,
+        )
+        return 0
     app = create_app(settings)
 
     def not_ready() -> None:
@@ -132,12 +146,18 @@ def _serve(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from gateway.simulator import Simulator, create_simulator_app
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO", "text")
     simulator = Simulator(seed=args.seed, calls=args.calls, path=args.db)
     print(simulator.describe_credentials(), flush=True)
     app = create_simulator_app(simulator)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None)
     return _run(GracefulServer(config))
+
+
+def _fetch_ide(args: argparse.Namespace) -> int:
+    from gateway import ide_fetch
+
+    return ide_fetch.main([args.dest] if args.dest else [])
 
 
 def _export_schema(args: argparse.Namespace) -> int:
@@ -167,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.set_defaults(run=_export_schema)
+
+    fetch_ide = commands.add_parser(
+        "fetch-ide", help="fetch GraphiQL's assets from the npm registry (needs npm)"
+    )
+    fetch_ide.add_argument("dest", nargs="?", help="folder (default: gateway/ide_assets)")
+    fetch_ide.set_defaults(run=_fetch_ide)
 
     args = parser.parse_args(argv)
     status: int = args.run(args)

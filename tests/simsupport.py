@@ -9,7 +9,9 @@ shutdown never waits on them.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from gateway.simulator import Simulator, create_simulator_app
 
 START_TIMEOUT = 10.0
 """Seconds to wait for the server to start (or stop) before failing the test."""
+PROCESS_START_TIMEOUT = 30.0
+"""Seconds a subprocess gets to show that it is ready before it is killed."""
 
 
 class _ThreadServer(uvicorn.Server):
@@ -87,3 +91,60 @@ def run_simulator(sim: Simulator) -> Iterator[str]:
             yield url
         finally:
             sim.faults.release()  # held requests would otherwise delay shutdown
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextmanager
+def process(
+    args: list[str], ready: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Run ``args`` until the context ends; return once its output shows ``ready``.
+
+    ``proc.output`` holds every line of its output so far (stderr included).
+
+    A watchdog kills a process that never gets ready, and a thread keeps
+    reading its output afterwards so that a full pipe never blocks it.
+    """
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    watchdog = threading.Timer(PROCESS_START_TIMEOUT, proc.kill)
+    watchdog.start()
+    drain: threading.Thread | None = None
+    try:
+        seen = []
+        for line in stdout:  # blocks on the process's own output
+            seen.append(line)
+            if ready in line:
+                break
+        else:
+            raise AssertionError("".join(seen))
+        watchdog.cancel()
+        drain = threading.Thread(target=seen.extend, args=(stdout,), daemon=True)
+        drain.start()
+        proc.output = seen  # type: ignore[attr-defined]  # every line, read on
+        yield proc
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if drain is not None:
+            drain.join(timeout=5)
+        stdout.close()

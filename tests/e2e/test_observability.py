@@ -160,3 +160,34 @@ def test_metrics_can_be_switched_off(start_gateway: Callable[..., Gateway], sim:
     """With GATEWAY_METRICS off, /metrics is not served."""
     gateway = start_gateway(metrics=False)
     assert gateway.client.get(f"{gateway.url}/metrics").status_code == 404
+
+
+def test_the_served_process_logs_one_json_object_per_line(upstream_url: str) -> None:
+    """`deepcall-gateway serve` with GATEWAY_LOG_FORMAT=json writes only JSON lines, request id
+    included, and echoes the id in X-Request-ID."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+    from simsupport import free_port, process
+
+    port = free_port()
+    cli = str(Path(sys.executable).parent / "deepcall-gateway")
+    env = {"GATEWAY_UPSTREAM_URL": upstream_url, "GATEWAY_LOG_FORMAT": "json"}
+    with process([cli, "serve", "--port", str(port)], "Uvicorn running", env) as proc:
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": "query Ping { callCount }"},
+            headers={**headers_for(ACME), "X-Request-ID": "json-log-1"},
+        )
+        assert response.headers["X-Request-ID"] == "json-log-1"
+        proc.send_signal(subprocess.signal.SIGTERM)  # type: ignore[attr-defined]
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in proc.output]  # type: ignore[attr-defined]
+    requests = [line for line in lines if line["logger"] == "gateway.request"]
+    assert len(requests) == 1
+    assert requests[0]["request_id"] == "json-log-1"
+    assert requests[0]["operations"] == ["Ping"]
+    assert requests[0]["upstream_calls"] == 1

@@ -4,13 +4,10 @@ failed request when Redis goes away."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,69 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ACME, GLOBEX, headers_for
+from simsupport import free_port, process
 
 from gateway.simulator import Simulator
 
 CLI = str(Path(sys.executable).parent / "deepcall-gateway")
 SECRET = "shared-hmac-secret-for-tests"
-START_TIMEOUT = 30.0
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs redis-server (installed by .ci/run)"
 )
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@contextmanager
-def process(
-    args: list[str], ready: str, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[str]]:
-    """Run ``args`` until the context ends; return once its output shows ``ready``.
-
-    A watchdog kills a process that never gets ready, and a thread keeps
-    reading its output afterwards so that a full pipe never blocks it.
-    """
-    proc = subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    watchdog = threading.Timer(START_TIMEOUT, proc.kill)
-    watchdog.start()
-    drain: threading.Thread | None = None
-    try:
-        seen = []
-        for line in stdout:  # blocks on the process's own output
-            seen.append(line)
-            if ready in line:
-                break
-        else:
-            raise AssertionError("".join(seen))
-        watchdog.cancel()
-        drain = threading.Thread(target=stdout.read, daemon=True)
-        drain.start()
-        yield proc
-    finally:
-        watchdog.cancel()
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if drain is not None:
-            drain.join(timeout=5)
-        stdout.close()
 
 
 @contextmanager
