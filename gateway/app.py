@@ -31,6 +31,7 @@ from gateway.logs import configure_logging
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
+from gateway.responses import ResponseCache
 from gateway.schema import create_schema
 from gateway.shared import SharedTier
 from gateway.throttle import ConcurrencyLimiter, RateLimiter
@@ -166,17 +167,19 @@ async def _serving(
         )
         metrics.watch_breaker(guards.breaker)
         try:
+            cache = CountCache(
+                settings.cache_maxsize,
+                settings.cache_ttl,
+                stale=settings.cache_stale,
+                timer=clock,
+                observe=metrics.observe_cache,
+                shared=shared,
+            )
             yield Services(
                 settings=settings,
                 upstream=GuardedClient(UpstreamClient(http, base_url, metrics), guards),
-                cache=CountCache(
-                    settings.cache_maxsize,
-                    settings.cache_ttl,
-                    stale=settings.cache_stale,
-                    timer=clock,
-                    observe=metrics.observe_cache,
-                    shared=shared,
-                ),
+                cache=cache,
+                responses=ResponseCache(cache, maxsize=settings.response_cache),
                 keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
                 rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
                 metrics=metrics,

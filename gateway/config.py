@@ -59,6 +59,7 @@ class Settings:
     max_fanout: int = 100
     max_buckets: int = 400
     document_cache: int = 512
+    response_cache: int = 4096
     request_concurrency: int = 16
     allow_get: bool = False
     graphiql: bool = True
@@ -144,6 +145,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_fanout": (1, 10_000),
     "max_buckets": (1, 10_000),
     "document_cache": (1, 100_000),
+    "response_cache": (1, 1_000_000),
     "request_concurrency": (1, 1000),
     "shutdown_timeout": (0, 3600),
     "drain_seconds": (0, 600),

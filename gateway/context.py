@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cache import CountCache, KeyMaker
+from gateway.cache import CacheKey, CountCache, KeyMaker
 from gateway.config import Settings
 from gateway.errors import (
     BadUserInputError,
@@ -18,6 +18,7 @@ from gateway.errors import (
     UnauthenticatedError,
 )
 from gateway.metrics import Metrics
+from gateway.responses import ResponseCache
 from gateway.throttle import RateLimiter
 from gateway.upstream import CountQuery, Credential, GuardedClient
 
@@ -38,6 +39,7 @@ class Services:
     keys: KeyMaker
     rate_limiter: RateLimiter
     metrics: Metrics
+    responses: ResponseCache
     #: Wall-clock seconds since the epoch (injected by tests).
     clock: Callable[[], float] = time.time
     # Prefills GraphiQL's headers tab (the demo credential when serving demo data).
@@ -76,6 +78,9 @@ class RequestBudget:
         self.upstream_calls = 0
         self.cache_hits = 0
         self.slots = asyncio.Semaphore(concurrency)
+        #: Every count the request's answer is made of, for gateway.responses.
+        self.served: list[tuple[CacheKey, int]] = []
+        self.replayable = True
 
     def ensure_room(self, calls: int) -> None:
         """Refuse, before any call, work that would need more than the budget left."""
@@ -102,6 +107,8 @@ class RequestContext:
     request_id: str
     credential: Credential | GatewayError
     budget: RequestBudget
+    #: HMAC of the whole credential (None without a usable one).
+    principal: bytes | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -121,8 +128,8 @@ class RequestContext:
         try:
             credential = credential_from_headers(headers)
         except GatewayError as exc:
-            credential = exc
-        return cls(services, request_id, credential, budget)
+            return cls(services, request_id, exc, budget)
+        return cls(services, request_id, credential, budget, services.keys.principal(credential))
 
     def ttl_for(self, query: CountQuery) -> float:
         """How long to cache ``query``'s count: long once its window ended an hour ago.
@@ -152,7 +159,8 @@ class RequestContext:
             # A fresh instance per field, so tracebacks don't pile up on one object.
             raise type(credential)(credential.message)
         services, budget = self.services, self.budget
-        key = services.keys.key(credential, query)
+        assert self.principal is not None
+        key = CacheKey(self.principal, query.filter_json, query.priority_filter)
 
         async def fetch() -> int:
             budget.charge()
@@ -167,7 +175,10 @@ class RequestContext:
         counted = await services.cache.get_or_fetch(key, fetch, self.ttl_for(query))
         if counted.source == "hit":
             budget.cache_hits += 1
-        if counted.stale_age is not None:
+        if counted.stale_age is None:
+            budget.served.append((key, counted.value))
+        else:
+            budget.replayable = False
             self.warnings.append(
                 {
                     "path": path,

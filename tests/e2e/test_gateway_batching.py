@@ -162,3 +162,36 @@ def test_no_credential_appears_in_debug_logs(
     for secret in secrets:
         assert secret is not None
         assert secret not in logged
+
+
+def test_a_repeated_request_is_replayed_until_a_count_expires(
+    start_gateway: Callable[..., Gateway], sim: Simulator
+) -> None:
+    """The same body and credential get the same answer without execution; not past the TTL."""
+    clock = FakeClock()
+    gateway = start_gateway(clock=clock, cache_ttl=15.0)
+    query = "query Dash { a: callCount(filter: {campaignId: 123}) b: callCount }"
+    first = gateway.post(query, headers_for(ACME))
+    again = gateway.post(query, headers_for(ACME))
+    assert first.content == again.content
+    assert again.json() == {
+        "data": {"a": sim.count("acme", {"campId": 123}), "b": sim.count("acme", {})}
+    }
+    assert sim.request_count == 2
+    metrics = gateway.client.get(f"{gateway.url}/metrics").text
+    assert 'gateway_cache_lookups_total{result="hit"} 2.0' in metrics  # the replay's counts
+    other = gateway.post(query, headers_for(GLOBEX))  # another credential: its own numbers
+    assert other.json()["data"]["b"] == sim.count("globex", {})
+    clock.advance(16)
+    gateway.post(query, headers_for(ACME))
+    assert sim.request_count == 2 + 2 + 2  # globex's two, then acme's two again
+
+
+def test_answers_with_errors_are_never_replayed(gateway: Gateway, sim: Simulator) -> None:
+    """A response that carried an error is executed again the next time."""
+    sim.faults.error_code = 1014
+    gateway.query("{ callCount(filter: {campaignId: 5}) }", headers_for(ACME))
+    sim.faults.error_code = None
+    body = gateway.query("{ callCount(filter: {campaignId: 5}) }", headers_for(ACME))
+    assert body == {"data": {"callCount": sim.count("acme", {"campId": 5})}}
+    assert sim.request_count == 2
