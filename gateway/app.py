@@ -124,20 +124,14 @@ async def _serving(
     clock: Callable[[], float],
     metrics: Metrics,
 ) -> AsyncIterator[Services]:
-    """The shared services, around the one ``httpx.AsyncClient`` of this process."""
+    """The shared services, around the one upstream transport of this process."""
     limits = httpx.Limits(
         max_connections=settings.upstream_max_connections,
         max_keepalive_connections=settings.upstream_max_connections,
     )
     if transport is None:
         transport = AiohttpTransport(limits, max_body=MAX_RESPONSE_BYTES)
-    async with httpx.AsyncClient(
-        transport=transport,
-        timeout=httpx.Timeout(settings.upstream_timeout),
-        limits=limits,
-        trust_env=False,
-        follow_redirects=False,
-    ) as http:
+    async with transport:
         shared = (
             SharedTier.from_url(
                 settings.redis_url,
@@ -177,7 +171,10 @@ async def _serving(
             )
             yield Services(
                 settings=settings,
-                upstream=GuardedClient(UpstreamClient(http, base_url, metrics), guards),
+                upstream=GuardedClient(
+                    UpstreamClient(transport, base_url, metrics, settings.upstream_timeout),
+                    guards,
+                ),
                 cache=cache,
                 responses=ResponseCache(cache, maxsize=settings.response_cache),
                 keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),

@@ -12,9 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 import httpx
+import orjson
 
 from gateway.errors import (
     GatewayError,
@@ -95,21 +96,35 @@ class CountQuery:
 
 
 class UpstreamClient:
-    """Asks ``reportCount`` over a shared ``httpx.AsyncClient`` owned by the app's lifespan."""
+    """Asks ``reportCount`` through one httpx transport, owned by the app's lifespan.
+
+    It hands ``httpx.Request`` objects to the transport itself rather than going
+    through ``httpx.AsyncClient``: the client's per-request machinery (URL
+    merging, auth and redirect handling, a cookie jar that would carry one
+    caller's upstream cookies into another's requests) cost more than the call
+    under load, and none of it is wanted here. Redirects are never followed;
+    proxies from the environment are never used.
+    """
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, metrics: Metrics | None = None
+        self,
+        transport: httpx.AsyncBaseTransport,
+        base_url: str,
+        metrics: Metrics | None = None,
+        timeout: float = 5.0,
     ) -> None:
-        self._http = http
-        self._url = base_url.rstrip("/") + REPORT_COUNT_PATH
+        self._transport = transport
+        self._url = httpx.URL(base_url.rstrip("/") + REPORT_COUNT_PATH)
         self._metrics = metrics
+        self._timeout = timeout
 
     async def report_count(
         self, credential: Credential, query: CountQuery, time_limit: float | None = None
     ) -> int:
         """The number of calls matching ``query`` for ``credential``; raises GatewayError.
 
-        ``time_limit`` (seconds) replaces the client's own timeouts for this one try.
+        ``time_limit`` (seconds) bounds each phase of this one try (connect,
+        write, read, waiting for a pooled connection); default the client's.
         """
         if self._metrics is None:
             return await self._report_count(credential, query, time_limit)
@@ -126,15 +141,28 @@ class UpstreamClient:
     async def _report_count(
         self, credential: Credential, query: CountQuery, time_limit: float | None
     ) -> int:
-        options: dict[str, Any] = {} if time_limit is None else {"timeout": time_limit}
+        limit = self._timeout if time_limit is None else time_limit
+        request = httpx.Request(
+            "POST",
+            self._url,
+            content=orjson.dumps(query.body(credential)),
+            headers=_HEADERS,
+            extensions={
+                "timeout": {"connect": limit, "read": limit, "write": limit, "pool": limit}
+            },
+        )
         try:
-            async with self._http.stream(
-                "POST", self._url, json=query.body(credential), follow_redirects=False, **options
-            ) as response:
+            response = await self._transport.handle_async_request(request)
+            try:
                 content = await _read_capped(response)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise translate_httpx_error(exc) from exc
         return parse_report_count(response.status_code, content)
+
+
+_HEADERS: Final = {"content-type": "application/json", "accept": "application/json"}
 
 
 @dataclass(frozen=True)
