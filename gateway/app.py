@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gateway import tracing
 from gateway.cache import CountCache, KeyMaker
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
@@ -48,6 +49,7 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
+    tracer_provider: Any = None,
 ) -> Starlette:
     """The gateway for ``settings``.
 
@@ -55,9 +57,13 @@ def create_app(
     ``clock`` (wall-clock seconds since the epoch) drives cache expiry and which
     windows count as settled, the breaker's cool-down and the rate limiter's
     refill (tests hand in a fake one); deadlines stay on real monotonic time.
+    ``tracer_provider`` replaces the OTLP exporter when ``GATEWAY_OTEL`` is on.
     """
 
     metrics = Metrics()
+    tracer = None
+    if settings.otel:
+        tracer = tracing.tracer_from(tracer_provider or tracing.default_provider())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -66,7 +72,9 @@ def create_app(
             if settings.embedded and transport is None:
                 upstream_transport, example_headers = _embedded_simulator(owned)
                 base_url = EMBEDDED_BASE_URL
-            async with _serving(settings, upstream_transport, base_url, clock, metrics) as services:
+            async with _serving(
+                settings, upstream_transport, base_url, clock, metrics, tracer
+            ) as services:
                 app.state.services = dataclasses.replace(services, example_headers=example_headers)
                 app.state.ready = True
                 try:
@@ -123,6 +131,7 @@ async def _serving(
     base_url: str,
     clock: Callable[[], float],
     metrics: Metrics,
+    tracer: Any,
 ) -> AsyncIterator[Services]:
     """The shared services, around the one upstream transport of this process."""
     limits = httpx.Limits(
@@ -172,7 +181,7 @@ async def _serving(
             yield Services(
                 settings=settings,
                 upstream=GuardedClient(
-                    UpstreamClient(transport, base_url, metrics, settings.upstream_timeout),
+                    UpstreamClient(transport, base_url, metrics, settings.upstream_timeout, tracer),
                     guards,
                 ),
                 cache=cache,
@@ -181,6 +190,7 @@ async def _serving(
                 rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
                 metrics=metrics,
                 clock=clock,
+                tracer=tracer,
             )
         finally:
             if shared is not None:

@@ -69,6 +69,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics: bool = True
+    otel: bool = False
     workers: int = 1
     env: str = "development"
     shutdown_timeout: int = 20

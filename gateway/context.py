@@ -42,6 +42,8 @@ class Services:
     responses: ResponseCache
     #: Wall-clock seconds since the epoch (injected by tests).
     clock: Callable[[], float] = time.time
+    #: An OpenTelemetry tracer when GATEWAY_OTEL is on.
+    tracer: Any = None
     # Prefills GraphiQL's headers tab (the demo credential when serving demo data).
     example_headers: dict[str, str] | None = None
 

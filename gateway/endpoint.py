@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, Response
 from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 
+from gateway import tracing
 from gateway.config import Settings
 from gateway.context import RequestBudget, RequestContext, Services, credential_from_headers
 from gateway.documents import DocumentError, Documents, Limits, Prepared
@@ -157,14 +158,30 @@ class GraphQLEndpoint:
         record = RequestRecord(request_id_of(request))
         started = time.perf_counter()
         services.metrics.in_flight.inc()
-        try:
-            response = await self._answer(request, services, record)
-        finally:
-            services.metrics.in_flight.dec()
-        if record.counted:
-            seconds = time.perf_counter() - started
-            services.metrics.observe_request(record.outcome, seconds, record.upstream_fields)
-            request_logger.info("request", extra={"event": record.event(response, seconds)})
+        with tracing.span(services.tracer, f"{request.method} /graphql", server=True) as span:
+            try:
+                response = await self._answer(request, services, record)
+            finally:
+                services.metrics.in_flight.dec()
+            if record.counted:
+                seconds = time.perf_counter() - started
+                services.metrics.observe_request(record.outcome, seconds, record.upstream_fields)
+                event = record.event(response, seconds)
+                request_logger.info("request", extra={"event": event})
+                if span is not None:
+                    span.set_attributes(
+                        {
+                            "http.request.method": request.method,
+                            "http.route": "/graphql",
+                            "http.response.status_code": response.status_code,
+                            "deepcall.request_id": record.request_id,
+                            "graphql.operation.name": [str(op) for op in record.operations],
+                            "deepcall.aliases": record.upstream_fields,
+                            "deepcall.upstream_calls": event["upstream_calls"],
+                            "deepcall.cache_hits": event["cache_hits"],
+                            "deepcall.outcome": record.outcome,
+                        }
+                    )
         response.headers[REQUEST_ID_HEADER] = record.request_id
         return response
 

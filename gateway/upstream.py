@@ -12,11 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 import httpx
 import orjson
 
+from gateway import tracing
 from gateway.errors import (
     GatewayError,
     UpstreamBadResponseError,
@@ -24,9 +25,12 @@ from gateway.errors import (
     UpstreamUnavailableError,
     from_upstream_code,
 )
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, upstream_result
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy, call_with_retries
 from gateway.throttle import ConcurrencyLimiter
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 logger = logging.getLogger("gateway.upstream")
 
@@ -112,7 +116,9 @@ class UpstreamClient:
         base_url: str,
         metrics: Metrics | None = None,
         timeout: float = 5.0,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer
         self._transport = transport
         self._url = httpx.URL(base_url.rstrip("/") + REPORT_COUNT_PATH)
         self._metrics = metrics
@@ -126,17 +132,28 @@ class UpstreamClient:
         ``time_limit`` (seconds) bounds each phase of this one try (connect,
         write, read, waiting for a pooled connection); default the client's.
         """
-        if self._metrics is None:
+        if self._metrics is None and self._tracer is None:
             return await self._report_count(credential, query, time_limit)
         started = time.perf_counter()
         error: BaseException | None = None
-        try:
-            return await self._report_count(credential, query, time_limit)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._metrics.observe_upstream(error, time.perf_counter() - started)
+        with tracing.span(self._tracer, "reportCount", server=False) as span:
+            try:
+                return await self._report_count(credential, query, time_limit)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                if self._metrics is not None:
+                    self._metrics.observe_upstream(error, time.perf_counter() - started)
+                if span is not None:
+                    span.set_attributes(
+                        {
+                            "http.request.method": "POST",
+                            "server.address": self._url.host,
+                            "url.path": self._url.path,
+                            "deepcall.upstream.result": upstream_result(error),
+                        }
+                    )
 
     async def _report_count(
         self, credential: Credential, query: CountQuery, time_limit: float | None

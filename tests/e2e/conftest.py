@@ -107,10 +107,11 @@ def start_gateway(upstream_url: str) -> Iterator[Callable[..., Gateway]]:
         def start(
             clock: Callable[[], float] | None = None,
             transport: httpx.AsyncBaseTransport | None = None,
+            tracer_provider: Any = None,
             **overrides: Any,
         ) -> Gateway:
             settings = dataclasses.replace(Settings(upstream_url=upstream_url), **overrides)
-            extra: dict[str, Any] = {"transport": transport}
+            extra: dict[str, Any] = {"transport": transport, "tracer_provider": tracer_provider}
             if clock is not None:
                 extra["clock"] = clock
             url = stack.enter_context(run_app(create_app(settings, **extra)))

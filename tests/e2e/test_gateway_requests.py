@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import ACME, GLOBEX, Gateway, headers_for
@@ -260,3 +261,18 @@ def test_cors_allows_listed_origins_and_credential_headers(
         f"{gateway.url}/graphql", headers={"Origin": "https://evil.example", **preflight}
     )
     assert "access-control-allow-origin" not in denied.headers
+
+
+def test_without_local_assets_graphiql_falls_back_to_the_cdn_and_says_so(
+    start_gateway: Callable[..., Gateway],
+    sim: Simulator,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without fetched assets the page loads GraphiQL from the CDN; the log says how to fix it."""
+    gateway = start_gateway(graphiql=True, ide_assets=str(tmp_path))
+    page = gateway.client.get(f"{gateway.url}/graphql", headers={"accept": "text/html"}).text
+    assert "https://unpkg.com/graphiql@" in page
+    assert "/graphql/ide/" not in page
+    assert any("fetch-ide" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert gateway.client.get(f"{gateway.url}/graphql/ide/graphiql.min.js").status_code == 404
