@@ -31,6 +31,9 @@ _ERRORS: Final[tuple[tuple[type[BaseException], type[httpx.RequestError]], ...]]
 )
 
 
+_JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
 def translate_aiohttp_error(exc: BaseException, request: httpx.Request) -> httpx.RequestError:
     """The httpx error for an aiohttp failure of ``request``."""
     for kind, mapped in _ERRORS:
@@ -98,6 +101,46 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except TimeoutError as exc:
             raise translate_aiohttp_error(exc, request) from exc
         return httpx.Response(status, headers=headers, content=b"".join(chunks), request=request)
+
+    async def post_json(self, url: str, body: bytes, time_limit: float) -> tuple[int, bytes]:
+        """POST ``body`` as JSON to ``url``: (status, body). The fast path of UpstreamClient.
+
+        The same as ``handle_async_request`` without building httpx's request and
+        response objects, which cost a fifth of an upstream call's CPU. Failures
+        still surface as httpx's errors.
+        """
+        if self._session is None:
+            self._session = self._open()
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=time_limit, sock_connect=time_limit, sock_read=time_limit
+        )
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=_JSON_HEADERS,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_any():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self._max_body:
+                        break
+                status = response.status
+                encoding = response.headers.get("Content-Encoding", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise translate_aiohttp_error(exc, httpx.Request("POST", url)) from exc
+        content = b"".join(chunks)
+        if encoding and encoding.lower() != "identity":
+            # Rare for a JSON API: let httpx decode it the usual way.
+            decoded = httpx.Response(
+                status, headers={"Content-Encoding": encoding}, content=content
+            )
+            return status, decoded.read()
+        return status, content
 
     async def aclose(self) -> None:
         """Close the pool."""
