@@ -138,18 +138,19 @@ def count_query(
     return CountQuery.build(upstream_filter(filter, zone), check_priority_filter(priority_filter))
 
 
+PriorityFilterArgument = Annotated[
+    str | None,
+    strawberry.argument(description="Opaque base64 priority filter (upstream `priorityFilter`)."),
+]
+
+
 async def call_count(
     info: strawberry.Info[RequestContext, None],
     filter: Annotated[
         CallFilterInput | None,
         strawberry.argument(description="Which calls to count (upstream `filter`)."),
     ] = strawberry.UNSET,
-    priority_filter: Annotated[
-        str | None,
-        strawberry.argument(
-            description="Opaque base64 priority filter (upstream `priorityFilter`)."
-        ),
-    ] = strawberry.UNSET,
+    priority_filter: PriorityFilterArgument = strawberry.UNSET,
 ) -> int | None:
     """Resolve ``callCount``: validate, then count through the cache."""
     context = info.context
@@ -228,12 +229,7 @@ async def call_count_series(
             )
         ),
     ] = strawberry.UNSET,
-    priority_filter: Annotated[
-        str | None,
-        strawberry.argument(
-            description="Opaque base64 priority filter (upstream `priorityFilter`)."
-        ),
-    ] = strawberry.UNSET,
+    priority_filter: PriorityFilterArgument = strawberry.UNSET,
 ) -> list[CallCountBucket] | None:
     """Resolve ``callCountSeries``: the buckets; each bucket's count resolves on its own."""
     context = info.context

@@ -87,20 +87,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=timeout,
             ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_any():
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > self._max_body:
-                        break  # the caller refuses it; no need to read the rest
+                content = await self._read(response)
                 headers = list(response.raw_headers)
                 status = response.status
         except aiohttp.ClientError as exc:
             raise translate_aiohttp_error(exc, request) from exc
         except TimeoutError as exc:
             raise translate_aiohttp_error(exc, request) from exc
-        return httpx.Response(status, headers=headers, content=b"".join(chunks), request=request)
+        return httpx.Response(status, headers=headers, content=content, request=request)
 
     async def post_json(self, url: str, body: bytes, time_limit: float) -> tuple[int, bytes]:
         """POST ``body`` as JSON to ``url``: (status, body). The fast path of UpstreamClient.
@@ -122,18 +116,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=timeout,
             ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_any():
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > self._max_body:
-                        break
+                content = await self._read(response)
                 status = response.status
                 encoding = response.headers.get("Content-Encoding", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise translate_aiohttp_error(exc, httpx.Request("POST", url)) from exc
-        content = b"".join(chunks)
         if encoding and encoding.lower() != "identity":
             # Rare for a JSON API: let httpx decode it the usual way.
             decoded = httpx.Response(
@@ -141,6 +128,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
             return status, decoded.read()
         return status, content
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, read no further than ``max_body`` + 1 chunk: the caller refuses more."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self._max_body:
+                break
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close the pool."""
