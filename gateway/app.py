@@ -25,7 +25,7 @@ from gateway import tracing
 from gateway.cache import CountCache, KeyMaker
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
-from gateway.endpoint import REQUEST_ID_HEADER, GraphQLEndpoint
+from gateway.endpoint import GraphQLEndpoint
 from gateway.ide import local_assets_present
 from gateway.ide_fetch import DEFAULT_DEST as DEFAULT_IDE_ASSETS
 from gateway.logs import configure_logging
@@ -33,6 +33,7 @@ from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from gateway.responses import ResponseCache
+from gateway.results import REQUEST_ID_HEADER
 from gateway.schema import create_schema
 from gateway.shared import SharedTier
 from gateway.throttle import ConcurrencyLimiter, RateLimiter

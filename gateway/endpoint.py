@@ -1,8 +1,6 @@
-"""The ``/graphql`` HTTP endpoint: request parsing, batching, execution, and the one error shape.
+"""The ``/graphql`` HTTP endpoint: request parsing, batching, execution, logging.
 
-Every error in every response carries ``extensions.code`` from the closed set in
-``gateway.errors`` and ``extensions.retryable``. Errors nobody planned for are
-masked to the client and logged here, once, with the request id.
+How results and errors become response bodies is ``gateway.results``.
 
 A request is one operation (a JSON object) or an array of them (what Apollo's
 BatchHttpLink sends), bounded by ``GATEWAY_MAX_BATCH``; all operations of one
@@ -24,7 +22,7 @@ from inspect import isawaitable
 from typing import Any, TypeGuard, cast
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError, execute
+from graphql import ExecutionResult, execute
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry import Schema
@@ -39,18 +37,22 @@ from gateway.errors import (
     VALIDATION_FAILED,
     BadUserInputError,
     GatewayError,
-    InternalServerError,
 )
 from gateway.ide import graphiql_page
 from gateway.responses import Replay
+from gateway.results import (
+    REQUEST_ID_HEADER,
+    coded,
+    error_response,
+    format_result,
+    rejected,
+)
 
-logger = logging.getLogger("gateway.endpoint")
 request_logger = logging.getLogger("gateway.request")
 
 # strawberry's faster check, typed as graphql-core wants it.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
-REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -58,30 +60,6 @@ def request_id_of(request: Request) -> str:
     """The caller's ``X-Request-ID`` when it is sane, else a fresh one."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-
-
-def coded(message: str, code: str) -> dict[str, Any]:
-    """One entry of ``errors`` for a failure that is not retryable."""
-    return {"message": message, "extensions": {"code": code, "retryable": False}}
-
-
-class JSONResponse(Response):
-    """JSON rendered by orjson: several times faster than the standard library's."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        """``content`` as compact UTF-8 JSON."""
-        return orjson.dumps(content)
-
-
-def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
-    """A GraphQL-shaped error response for a request that never reached execution."""
-    return JSONResponse(
-        {"errors": [coded(message, code)]},
-        status_code=status,
-        headers={REQUEST_ID_HEADER: request_id},
-    )
 
 
 class RequestError(Exception):
@@ -351,7 +329,7 @@ class GraphQLEndpoint:
     ) -> dict[str, Any]:
         """Run one prepared operation and return its response body."""
         if prepared.document is None:
-            return {"errors": [_rejected(error, prepared.code) for error in prepared.errors]}
+            return {"errors": [rejected(error, prepared.code) for error in prepared.errors]}
         try:
             prepared.select(op.operation_name)
         except DocumentError as exc:
@@ -390,51 +368,3 @@ def _operation(payload: object) -> OperationRequest:
     if name is not None and not isinstance(name, str):
         raise RequestError(400, PARSE_FAILED, "`operationName` must be a string")
     return OperationRequest(query, variables, name)
-
-
-def _rejected(error: GraphQLError, code: str) -> dict[str, Any]:
-    formatted = coded(
-        error.message, PARSE_FAILED if isinstance(error, GraphQLSyntaxError) else code
-    )
-    if error.locations:
-        formatted["locations"] = [loc._asdict() for loc in error.locations]
-    return formatted
-
-
-def format_result(result: ExecutionResult, request_id: str) -> dict[str, Any]:
-    """The response body for an executed operation: data (when execution began) and errors."""
-    body: dict[str, Any] = {}
-    errors = result.errors or []
-    # Variable values that do not fit their types fail before execution: no `data` then.
-    if result.data is not None or any(error.path for error in errors):
-        body["data"] = result.data
-    if errors:
-        body["errors"] = [format_error(error, request_id) for error in errors]
-    return body
-
-
-def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
-    """One entry of ``errors``, with our code; the unexpected is masked and logged."""
-    original = error.original_error
-    formatted: dict[str, Any] = {"message": error.message}
-    if error.locations:
-        formatted["locations"] = [loc._asdict() for loc in error.locations]
-    if error.path:
-        formatted["path"] = error.path
-    if isinstance(original, GatewayError):
-        formatted["message"] = original.message
-        formatted["extensions"] = original.extensions()
-        if isinstance(original, InternalServerError):
-            formatted["extensions"]["requestId"] = request_id
-    elif not error.path:
-        # Before any field ran: variables that do not fit their types.
-        formatted["extensions"] = {"code": BadUserInputError.code, "retryable": False}
-    else:
-        logger.error(
-            "unexpected error (request %s)",
-            request_id,
-            exc_info=(type(original), original, original.__traceback__) if original else None,
-        )
-        formatted["message"] = "Internal server error"
-        formatted["extensions"] = {**InternalServerError("").extensions(), "requestId": request_id}
-    return formatted
