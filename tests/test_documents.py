@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from graphql import get_introspection_query
@@ -19,6 +21,16 @@ SCHEMA = create_schema()._schema
 def documents(introspection: bool = True, **limits: int) -> Documents:
     """A document store with default limits overridden by ``limits``."""
     return Documents(SCHEMA, Limits(**limits), introspection=introspection)
+
+
+def median_seconds(action: Callable[[], object], runs: int = 5) -> float:
+    """The median wall time of ``runs`` calls of ``action`` (robust to a noisy machine)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def rejected(text: str, store: Documents | None = None) -> tuple[str, list[str]]:
@@ -54,9 +66,9 @@ def test_fragment_bomb_is_counted_not_expanded() -> None:
     parts = ["fragment F0 on Query { x: callCount }"]
     parts += [f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, levels)]
     text = f"{{ ...F{levels - 1} }} " + " ".join(parts)
-    started = time.perf_counter()
+    # A fresh store each time: the cache must not be what makes it fast.
+    assert median_seconds(lambda: documents().prepare(text)) < 0.1
     code, messages = rejected(text)
-    assert time.perf_counter() - started < 0.1
     assert code == VALIDATION_FAILED
     assert messages == [f"{2 ** (levels - 1)} aliases; at most 50 are allowed"]
 
@@ -101,9 +113,8 @@ def test_depth_is_limited_through_fragments() -> None:
 def test_token_limit_rejects_giant_documents_quickly() -> None:
     """A 200 KB document of fields is rejected by the token limit in well under 100 ms."""
     text = "{ " + "__typename " * 20_000 + "}"
-    started = time.perf_counter()
+    assert median_seconds(lambda: documents().prepare(text)) < 0.1
     code, messages = rejected(text)
-    assert time.perf_counter() - started < 0.1
     assert code == PARSE_FAILED
     assert "2000 tokens" in messages[0]
 
