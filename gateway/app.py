@@ -200,8 +200,11 @@ async def _serving(
 
 def app_from_environ() -> Starlette:
     """The app for ``os.environ``: what each of several uvicorn workers builds."""
+    from gateway.cli import tune_garbage_collection
+
     settings = Settings.from_environ(os.environ)
     configure_logging(settings.log_level, settings.log_format)
+    tune_garbage_collection()
     return create_app(settings)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -103,6 +104,17 @@ def _run(server: GracefulServer) -> int:
     return 0 if server.started else STARTUP_FAILURE
 
 
+def tune_garbage_collection() -> None:
+    """Collect the young generation less often: fewer pauses in the latency tail.
+
+    A request allocates thousands of short-lived objects; with CPython's default
+    threshold (700) the collector interrupts the event loop every few requests.
+    """
+    gc.collect()
+    gc.freeze()  # what start-up built lives for the whole process: never scan it again
+    gc.set_threshold(50_000, 20, 20)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.config import Settings, SettingsError
@@ -113,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"deepcall-gateway: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    tune_garbage_collection()
     if settings.workers > 1:
         # Several processes: uvicorn's own supervisor, each worker building its app
         # from the environment. Each has its own cache and metrics (see the README).
