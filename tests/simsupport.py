@@ -15,7 +15,9 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -148,3 +150,40 @@ def process(
         if drain is not None:
             drain.join(timeout=5)
         stdout.close()
+
+
+# -- talking to the simulator -------------------------------------------------
+
+
+def post(
+    client: httpx.Client, body: dict[str, Any], path: str = "/api/v2/CallReport/reportCount"
+) -> Any:
+    """POST ``body`` as JSON, check the HTTP status is 200, and return the JSON answer."""
+    response = client.post(path, json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
+
+
+def error(code: int, message: str) -> dict[str, Any]:
+    """The upstream's error body."""
+    return {"status": "error", "message": message, "code": code}
+
+
+def success(cnt: int) -> dict[str, Any]:
+    """The upstream's success body."""
+    return {"code": 200, "status": "success", "cnt": cnt}
+
+
+class FakeClock:
+    """A clock that moves only when the test (or a fake) says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``."""
+        self.now += seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from simsupport import FakeClock as FakeTimer
 
 from gateway.cache import CacheKey, CountCache, Counted, KeyMaker
 from gateway.errors import (
@@ -19,16 +20,6 @@ from gateway.upstream import CountQuery, Credential
 SECRET = b"per-process-secret-for-tests"
 QUERY = CountQuery.build({"dtGte": "2025-11-20 00:00:00", "st": ["answered"]}, None)
 OTHER_QUERY = CountQuery.build({"dtGte": "2025-11-21 00:00:00", "st": ["answered"]}, None)
-
-
-class FakeTimer:
-    """A clock that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Fetcher:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from simsupport import FakeClock
 
 from gateway.errors import (
     BadUserInputError,
@@ -25,20 +26,6 @@ from gateway.resilience import (
     call_with_retries,
     is_transient,
 )
-
-
-class FakeClock:
-    """A clock that moves only when the test (or a fake) says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
-        self.now += seconds
 
 
 class FakeSleep:

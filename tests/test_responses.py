@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
+from simsupport import FakeClock as FakeTimer
+
 from gateway.cache import CacheKey, CountCache
 from gateway.responses import MAX_REPLAYED_BODY, Replay, ResponseCache
 
 KEY_A = CacheKey(b"p" * 32, '{"campId":1}', None)
 KEY_B = CacheKey(b"p" * 32, '{"campId":2}', None)
-
-
-class FakeTimer:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def filled(timer: FakeTimer) -> CountCache:

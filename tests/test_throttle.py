@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from simsupport import FakeClock
 
 from gateway.errors import OverloadedError, RateLimitedError, UpstreamUnavailableError
 from gateway.throttle import ConcurrencyLimiter, RateLimiter
@@ -18,20 +19,6 @@ async def until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("condition never held")
-
-
-class FakeClock:
-    """A clock that moves only when the test (or a fake) says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
-        self.now += seconds
 
 
 # ConcurrencyLimiter

@@ -32,19 +32,6 @@ def headers_for(credential: DemoCredential) -> dict[str, str]:
     return {"X-DeepCall-User-Id": credential.user_id, "X-DeepCall-Token": credential.token}
 
 
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Gateway:
     """A gateway served over loopback, with a client for it."""

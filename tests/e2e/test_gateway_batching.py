@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import ACME, GLOBEX, FakeClock, Gateway, headers_for
+from conftest import ACME, GLOBEX, Gateway, headers_for
+from simsupport import FakeClock
 
 from gateway.simulator import Simulator
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import httpx
-from conftest import ACME, FakeClock, Gateway, headers_for
+from conftest import ACME, Gateway, headers_for
+from simsupport import FakeClock
 
 from gateway.simulator import Simulator
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from simsupport import run_app, run_simulator
+from simsupport import error, post, run_app, run_simulator, success
 from starlette.applications import Starlette
 
 from gateway.simulator import Simulator
@@ -51,24 +51,6 @@ def _clean(sim: Simulator) -> Iterator[None]:
     sim.clear_requests()
     yield
     sim.faults.reset()
-
-
-def post(client: httpx.Client, body: dict[str, Any], path: str = PATH) -> Any:
-    """POST ``body`` as JSON, check the HTTP status is 200, and return the JSON answer."""
-    response = client.post(path, json=body)
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
-
-
-def error(code: int, message: str) -> dict[str, Any]:
-    """The upstream's error body."""
-    return {"status": "error", "message": message, "code": code}
-
-
-def success(cnt: int) -> dict[str, Any]:
-    """The upstream's success body."""
-    return {"code": 200, "status": "success", "cnt": cnt}
 
 
 # -- fault switches ----------------------------------------------------------

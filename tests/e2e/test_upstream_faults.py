@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 
 import httpx
-from conftest import ACME, GLOBEX, FakeClock, Gateway, headers_for
+from conftest import ACME, GLOBEX, Gateway, headers_for
+from simsupport import FakeClock
 
 from gateway.simulator import Simulator
 
