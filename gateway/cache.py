@@ -38,6 +38,11 @@ class CacheKey(NamedTuple):
     filter_json: str
     priority_filter: str | None
 
+    @classmethod
+    def of(cls, principal: bytes, query: CountQuery) -> CacheKey:
+        """The key for the caller with HMAC ``principal`` asking ``query``."""
+        return cls(principal, query.filter_json, query.priority_filter)
+
 
 class KeyMaker:
     """Derives cache keys with a secret that never leaves the process (or the Secret store)."""
@@ -51,7 +56,7 @@ class KeyMaker:
 
     def key(self, credential: Credential, query: CountQuery) -> CacheKey:
         """The cache key for ``credential`` asking ``query``."""
-        return CacheKey(self.principal(credential), query.filter_json, query.priority_filter)
+        return CacheKey.of(self.principal(credential), query)
 
 
 class Counted(NamedTuple):

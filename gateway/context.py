@@ -68,6 +68,23 @@ def credential_from_headers(headers: Mapping[str, str]) -> Credential:
     return Credential(user_id=user_id, token=token)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: the credential (or why there is none) and its HMAC, worked out once."""
+
+    credential: Credential | GatewayError
+    principal: bytes | None = None
+
+    @classmethod
+    def identify(cls, keys: KeyMaker, headers: Mapping[str, str]) -> Caller:
+        """The caller behind ``headers``."""
+        try:
+            credential = credential_from_headers(headers)
+        except GatewayError as exc:
+            return cls(exc)
+        return cls(credential, keys.principal(credential))
+
+
 class FanoutExceededError(BadUserInputError):
     """The request would cause more upstream calls than one request may."""
 
@@ -115,23 +132,14 @@ class RequestContext:
 
     @classmethod
     def create(
-        cls,
-        services: Services,
-        request_id: str,
-        headers: Mapping[str, str],
-        budget: RequestBudget,
+        cls, services: Services, request_id: str, caller: Caller, budget: RequestBudget
     ) -> RequestContext:
-        """A context for an operation of a request with ``headers``.
+        """A context for an operation of a request by ``caller``.
 
         Credential problems are kept and surface per field, so introspection
         works without credentials and each field's error has its path.
         """
-        credential: Credential | GatewayError
-        try:
-            credential = credential_from_headers(headers)
-        except GatewayError as exc:
-            return cls(services, request_id, exc, budget)
-        return cls(services, request_id, credential, budget, services.keys.principal(credential))
+        return cls(services, request_id, caller.credential, budget, caller.principal)
 
     def ttl_for(self, query: CountQuery) -> float:
         """How long to cache ``query``'s count: long once its window ended an hour ago.
@@ -162,7 +170,7 @@ class RequestContext:
             raise type(credential)(credential.message)
         services, budget = self.services, self.budget
         assert self.principal is not None
-        key = CacheKey(self.principal, query.filter_json, query.priority_filter)
+        key = CacheKey.of(self.principal, query)
 
         async def fetch() -> int:
             budget.charge()

@@ -30,13 +30,12 @@ from strawberry.execution import optimized_is_awaitable
 
 from gateway import tracing
 from gateway.config import Settings
-from gateway.context import RequestBudget, RequestContext, Services, credential_from_headers
+from gateway.context import Caller, RequestBudget, RequestContext, Services
 from gateway.documents import DocumentError, Documents, Limits, Prepared
 from gateway.errors import (
     PARSE_FAILED,
     VALIDATION_FAILED,
     BadUserInputError,
-    GatewayError,
 )
 from gateway.ide import graphiql_page
 from gateway.responses import Replay
@@ -167,6 +166,7 @@ class GraphQLEndpoint:
         self, request: Request, services: Services, record: RequestRecord
     ) -> Response:
         body = b""
+        caller = Caller.identify(services.keys, request.headers)
         try:
             if request.method == "GET":
                 if "query" not in request.query_params:
@@ -175,7 +175,7 @@ class GraphQLEndpoint:
                 batch, operations = False, [self._get_operation(request.query_params)]
             else:
                 body = await self._read_body(request)
-                replayed = self._replay(request, services, body, record)
+                replayed = self._replay(caller, services, body, record)
                 if replayed is not None:
                     return replayed
                 batch, operations = self._post_operations(body)
@@ -190,15 +190,14 @@ class GraphQLEndpoint:
         )
         record.operations = [op.operation_name for op in operations]
         contexts = [
-            RequestContext.create(services, record.request_id, request.headers, budget)
-            for _ in operations
+            RequestContext.create(services, record.request_id, caller, budget) for _ in operations
         ]
         results = await self.execute_all(operations, contexts, record)
         record.codes.extend(
             error["extensions"]["code"] for result in results for error in result.get("errors", ())
         )
         rendered = orjson.dumps(results if batch else results[0])
-        principal = contexts[0].principal
+        principal = caller.principal
         if (
             body
             and principal is not None
@@ -216,14 +215,12 @@ class GraphQLEndpoint:
         return Response(rendered, media_type="application/json")
 
     def _replay(
-        self, request: Request, services: Services, body: bytes, record: RequestRecord
+        self, caller: Caller, services: Services, body: bytes, record: RequestRecord
     ) -> Response | None:
         """The remembered answer to this exact request, while all its counts are fresh."""
-        try:
-            credential = credential_from_headers(request.headers)
-        except GatewayError:
+        if caller.principal is None:
             return None
-        replay = services.responses.get(services.keys.principal(credential), body)
+        replay = services.responses.get(caller.principal, body)
         if replay is None:
             return None
         hits = len(replay.counts)
