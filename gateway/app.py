@@ -37,7 +37,7 @@ from gateway.results import REQUEST_ID_HEADER
 from gateway.schema import create_schema
 from gateway.shared import SharedTier
 from gateway.throttle import ConcurrencyLimiter, RateLimiter
-from gateway.transport import AiohttpTransport
+from gateway.transport import PooledTransport
 from gateway.upstream import MAX_RESPONSE_BYTES, GuardedClient, Guards, UpstreamClient
 
 logger = logging.getLogger("gateway")
@@ -140,7 +140,7 @@ async def _serving(
         max_keepalive_connections=settings.upstream_max_connections,
     )
     if transport is None:
-        transport = AiohttpTransport(limits, max_body=MAX_RESPONSE_BYTES)
+        transport = PooledTransport(limits, max_body=MAX_RESPONSE_BYTES)
     async with transport:
         shared = (
             SharedTier.from_url(

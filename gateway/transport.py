@@ -1,147 +1,438 @@
-"""An httpx transport over aiohttp's connection pool, for the upstream calls.
+"""The upstream connection pool: HTTP/1.1 keep-alive over asyncio, parsed by httptools.
 
-httpx stays the API (``UpstreamClient``, ``MockTransport`` in tests), but the
-connection pool under it is aiohttp's: httpcore's pool walks every pooled
-connection on every request, which cost most of a cache miss's CPU under load.
-aiohttp's exceptions become httpx's here, most specific first, so that
+httpx stays the API (``UpstreamClient``, ``MockTransport`` in tests); this is
+the transport under it. It does one job, a small request and a small answer on
+a pooled connection, and does it in a few microseconds of Python: aiohttp, the
+transport before it, spent a third of a cache miss's CPU on request and
+response objects, per-request timers, tracing hooks and stream readers that
+``reportCount`` has no use for. Parsing is httptools' (llhttp, the parser of
+Node.js and of uvicorn). Failures surface as httpx's exceptions, so that
 ``gateway.upstream.translate_httpx_error`` remains the one place that decides
 what a failure means.
+
+What it does, for a demanding upstream:
+
+- keep-alive connections per origin, the most recently used first (the one
+  likeliest still open); one that sat idle longer than ``keepalive_expiry``,
+  or that the server closed, is dropped rather than reused;
+- at most ``max_connections`` in use; a caller beyond waits for one within its
+  time limit (``httpx.PoolTimeout``);
+- one time limit for the whole exchange (``ConnectTimeout``, ``ReadTimeout``);
+- a request on a reused connection that the server closed before answering
+  any of it is sent once more on a new connection (the server closing an idle
+  connection as we reuse it is a race, not a failure); ``reportCount`` is a
+  read, so sending it twice is harmless;
+- answers read no further than ``max_body`` + one chunk (the caller refuses
+  more); such a connection is closed, not reused;
+- HTTPS with certifi's roots (as httpx), ALPN ``http/1.1``; no redirects, no
+  proxies, no cookies, no compression asked for (an encoded answer is still
+  decoded, by httpx).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from typing import Final, cast
 
-import aiohttp
+import certifi
+import httptools
 import httpx
 
-#: aiohttp failure -> httpx failure; the first entry that matches wins.
-_ERRORS: Final[tuple[tuple[type[BaseException], type[httpx.RequestError]], ...]] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (asyncio.TimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),
-    (aiohttp.ClientPayloadError, httpx.ReadError),
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.ClientConnectionError, httpx.ReadError),  # disconnected, reset
-    (aiohttp.ClientError, httpx.NetworkError),
-)
+_DEFAULT_TIME_LIMIT: Final = 5.0
 
 
-_JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
+@dataclass(frozen=True)
+class Origin:
+    """Where a connection goes, and the request target within it."""
+
+    scheme: str
+    host: str
+    port: int
+    target: bytes
+    #: The Host header: the host, and the port unless the scheme's default.
+    host_header: bytes
+
+    @classmethod
+    def of(cls, url: httpx.URL) -> Origin:
+        """The origin of ``url``; raises ``httpx.UnsupportedProtocol`` unless http(s)."""
+        if url.scheme not in ("http", "https") or not url.host:
+            raise httpx.UnsupportedProtocol(f"Cannot send to {url.scheme!r} URLs")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return cls(url.scheme, url.host, port, url.raw_path, url.netloc)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """Connections are shared between requests with equal keys."""
+        return (self.scheme, self.host, self.port)
 
 
-def translate_aiohttp_error(exc: BaseException, request: httpx.Request) -> httpx.RequestError:
-    """The httpx error for an aiohttp failure of ``request``."""
-    for kind, mapped in _ERRORS:
-        if isinstance(exc, kind):
-            return mapped(type(exc).__name__, request=request)
-    return httpx.NetworkError(type(exc).__name__, request=request)
+class Answer:
+    """One HTTP response, read whole."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), if any."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Sends httpx requests with one shared ``aiohttp.ClientSession``.
+class _Stale(Exception):
+    """The connection closed before any of the answer arrived (on a reused one: send again)."""
 
-    Bodies are read whole, but never more than ``max_body`` + 1 bytes.
-    """
+    def __init__(self, cause: BaseException | None = None) -> None:
+        super().__init__()
+        self.cause = cause
 
-    def __init__(self, limits: httpx.Limits, max_body: int) -> None:
-        self._limits = limits
+
+class Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection, one exchange at a time; the parser calls back into it."""
+
+    def __init__(self, max_body: int) -> None:
         self._max_body = max_body
-        self._session: aiohttp.ClientSession | None = None
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._got_bytes = False
+        self._headers_done = False
+        self._length_known = False
+        self._finished = False
+        self.closed = False
+        self.reusable = False
+        self.idle_since = 0.0
 
-    def _open(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running loop, as aiohttp requires.
-        connector = aiohttp.TCPConnector(
-            limit=self._limits.max_connections or 0,
-            keepalive_timeout=self._limits.keepalive_expiry or 15.0,
-            ttl_dns_cache=60,
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,  # httpx decodes, by the headers it is given
-            trust_env=False,
-            skip_auto_headers=("User-Agent",),
-        )
+    # asyncio.Protocol
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request``; raise only httpx errors."""
-        if self._session is None:
-            self._session = self._open()
-        limits: dict[str, Any] = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=limits.get("pool"),
-            sock_connect=limits.get("connect"),
-            sock_read=limits.get("read"),
-        )
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport, but behave as one.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or self._finished:
+            # Bytes nobody asked for: the connection can no longer be trusted.
+            self.close()
+            return
+        self._got_bytes = True
         try:
-            async with self._session.request(
-                request.method,
-                str(request.url),
-                headers=request.headers.multi_items(),
-                data=request.content,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as response:
-                content = await self._read(response)
-                headers = list(response.raw_headers)
-                status = response.status
-        except aiohttp.ClientError as exc:
-            raise translate_aiohttp_error(exc, request) from exc
-        except TimeoutError as exc:
-            raise translate_aiohttp_error(exc, request) from exc
-        return httpx.Response(status, headers=headers, content=content, request=request)
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self._finished:
+                self._fail(httpx.RemoteProtocolError("The upstream's answer was not valid HTTP"))
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self._waiter is None or self._finished:
+            return
+        if self._headers_done and not self._length_known:
+            # A body delimited by the connection's end: this is its end.
+            self._finish()
+        elif not self._got_bytes:
+            self._fail(_Stale(exc))
+        elif exc is not None:
+            self._fail(httpx.ReadError(type(exc).__name__))
+        else:
+            self._fail(httpx.RemoteProtocolError("The upstream closed the connection mid-answer"))
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length" or (
+            lowered == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self._length_known = True
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self._finished:
+            return
+        self._chunks.append(body)
+        self._size += len(body)
+        if self._size > self._max_body:
+            # The caller refuses it anyway: stop here, and never reuse the connection.
+            self._finish()
+            self.close()
+
+    def on_message_complete(self) -> None:
+        if not self._finished:
+            self._finish(keep_alive=self._parser.should_keep_alive())
+
+    # the exchange
+
+    async def exchange(self, request: bytes, time_limit: float) -> Answer:
+        """Send ``request`` (the whole of it) and read the answer, all within ``time_limit``."""
+        transport = self._transport
+        if transport is None or self.closed or transport.is_closing():
+            raise _Stale()
+        loop = asyncio.get_running_loop()
+        self._begin()
+        waiter: asyncio.Future[Answer] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(time_limit, self._time_out)
+        try:
+            transport.write(request)
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            if not self._finished:
+                # Cancelled, timed out or broken mid-exchange: unusable from here.
+                self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.reusable = False
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def _begin(self) -> None:
+        self._headers = []
+        self._chunks = []
+        self._size = 0
+        self._got_bytes = False
+        self._headers_done = False
+        self._length_known = False
+        self._finished = False
+        self.reusable = False
+
+    def _finish(self, keep_alive: bool = False) -> None:
+        self._finished = True
+        self.reusable = keep_alive and not self.closed
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            status = self._parser.get_status_code()
+            waiter.set_result(Answer(status, self._headers, b"".join(self._chunks)))
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _time_out(self) -> None:
+        self._fail(httpx.ReadTimeout("The upstream did not answer in time"))
+        self.close()
+
+
+class PooledTransport(httpx.AsyncBaseTransport):
+    """httpx's transport interface, and ``post_json``, over pooled ``Connection`` objects."""
+
+    def __init__(
+        self,
+        limits: httpx.Limits,
+        max_body: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._max_body = max_body
+        self._max_connections = limits.max_connections or 1_000_000
+        self._max_idle = (
+            limits.max_keepalive_connections
+            if limits.max_keepalive_connections is not None
+            else self._max_connections
+        )
+        self._keepalive = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
+        self._ssl_context = ssl_context
+        self._idle: dict[tuple[str, str, int], deque[Connection]] = {}
+        self._idle_count = 0
+        self._in_use = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._origins: dict[str, tuple[Origin, bytes]] = {}
+        self._closed = False
+
+    # the fast path
 
     async def post_json(self, url: str, body: bytes, time_limit: float) -> tuple[int, bytes]:
-        """POST ``body`` as JSON to ``url``: (status, body). The fast path of UpstreamClient.
-
-        The same as ``handle_async_request`` without building httpx's request and
-        response objects, which cost a fifth of an upstream call's CPU. Failures
-        still surface as httpx's errors.
-        """
-        if self._session is None:
-            self._session = self._open()
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=time_limit, sock_connect=time_limit, sock_read=time_limit
-        )
-        try:
-            async with self._session.post(
-                url,
-                data=body,
-                headers=_JSON_HEADERS,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as response:
-                content = await self._read(response)
-                status = response.status
-                encoding = response.headers.get("Content-Encoding", "")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise translate_aiohttp_error(exc, httpx.Request("POST", url)) from exc
-        if encoding and encoding.lower() != "identity":
+        """POST ``body`` as JSON to ``url``: (status, body). The fast path of UpstreamClient."""
+        known = self._origins.get(url)
+        if known is None:
+            origin = Origin.of(httpx.URL(url))
+            head = (
+                b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                b"Accept: application/json\r\nContent-Length: "
+                % (origin.target, origin.host_header)
+            )
+            if len(self._origins) < 64:
+                self._origins[url] = (origin, head)
+        else:
+            origin, head = known
+        request = b"%s%d\r\n\r\n%s" % (head, len(body), body)
+        answer = await self._send(origin, request, time_limit)
+        encoding = answer.header(b"content-encoding")
+        if encoding and encoding.lower() != b"identity":
             # Rare for a JSON API: let httpx decode it the usual way.
             decoded = httpx.Response(
-                status, headers={"Content-Encoding": encoding}, content=content
+                answer.status,
+                headers={"Content-Encoding": encoding.decode("latin-1")},
+                content=answer.body,
             )
-            return status, decoded.read()
-        return status, content
+            return answer.status, decoded.read()
+        return answer.status, answer.body
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        """The body, read no further than ``max_body`` + 1 chunk: the caller refuses more."""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self._max_body:
-                break
-        return b"".join(chunks)
+    # httpx's interface
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` (any method, small bodies); raise only httpx errors."""
+        origin = Origin.of(request.url)
+        limits: dict[str, float | None] = request.extensions.get("timeout", {})
+        given = [value for value in limits.values() if value is not None]
+        time_limit = max(given) if given else _DEFAULT_TIME_LIMIT
+        content = await request.aread()
+        lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), origin.target)]
+        lines.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
+        lines.append(b"\r\n")
+        lines.append(content)
+        answer = await self._send(origin, b"".join(lines), time_limit)
+        return httpx.Response(
+            answer.status, headers=answer.headers, content=answer.body, request=request
+        )
 
     async def aclose(self) -> None:
-        """Close the pool."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close every idle connection; connections in use close as their exchange ends."""
+        self._closed = True
+        for stack in self._idle.values():
+            for connection in stack:
+                connection.close()
+        self._idle.clear()
+        self._idle_count = 0
+
+    # the pool
+
+    async def _send(self, origin: Origin, request: bytes, time_limit: float) -> Answer:
+        if self._closed:
+            raise httpx.UnsupportedProtocol("The upstream transport is closed")
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + time_limit
+        if self._in_use >= self._max_connections:
+            await self._wait_for_turn(time_limit)
+        self._in_use += 1
+        try:
+            connection = self._take_idle(origin, loop.time())
+            if connection is not None:
+                try:
+                    answer = await connection.exchange(request, time_limit)
+                except _Stale:
+                    connection = None
+                else:
+                    self._put_back(origin, connection, loop.time())
+                    return answer
+            remaining = give_up_at - loop.time()
+            if remaining <= 0:
+                raise httpx.ReadTimeout("The upstream did not answer in time")
+            connection = await self._connect(origin, remaining)
+            try:
+                answer = await connection.exchange(request, give_up_at - loop.time())
+            except _Stale as stale:
+                if stale.cause is not None:
+                    raise httpx.ReadError(type(stale.cause).__name__) from stale.cause
+                raise httpx.RemoteProtocolError(
+                    "The upstream closed the connection without answering"
+                ) from None
+            self._put_back(origin, connection, loop.time())
+            return answer
+        finally:
+            self._in_use -= 1
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+    async def _wait_for_turn(self, time_limit: float) -> None:
+        # Woken, in order, as connections come free; re-checked because a newcomer may win.
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + time_limit
+        while self._in_use >= self._max_connections:
+            turn = loop.create_future()
+            self._waiters.append(turn)
+            try:
+                async with asyncio.timeout_at(give_up_at):
+                    await turn
+            except BaseException as exc:
+                if turn.done() and not turn.cancelled():
+                    self._wake_next()  # woken just as we gave up: wake the next instead
+                else:
+                    turn.cancel()
+                if isinstance(exc, TimeoutError):
+                    raise httpx.PoolTimeout("No upstream connection came free in time") from None
+                raise
+
+    def _take_idle(self, origin: Origin, now: float) -> Connection | None:
+        stack = self._idle.get(origin.key)
+        while stack:
+            connection = stack.pop()
+            self._idle_count -= 1
+            if connection.reusable and now - connection.idle_since < self._keepalive:
+                return connection
+            connection.close()
+        return None
+
+    def _put_back(self, origin: Origin, connection: Connection, now: float) -> None:
+        if not connection.reusable or self._closed:
+            connection.close()
+            return
+        connection.idle_since = now
+        stack = self._idle.setdefault(origin.key, deque())
+        stack.append(connection)
+        self._idle_count += 1
+        if self._idle_count > self._max_idle:
+            # Over the keep-alive allowance: the longest idle goes first.
+            oldest = stack.popleft()
+            self._idle_count -= 1
+            oldest.close()
+
+    async def _connect(self, origin: Origin, time_limit: float) -> Connection:
+        loop = asyncio.get_running_loop()
+        tls: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            tls = self._ssl_context or _default_ssl_context()
+        try:
+            async with asyncio.timeout(time_limit):
+                _, connection = await loop.create_connection(
+                    lambda: Connection(self._max_body),
+                    origin.host,
+                    origin.port,
+                    ssl=tls,
+                    server_hostname=origin.host if tls is not None else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout("Connecting to the upstream timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(type(exc).__name__) from exc
+        return connection
+
+
+_SSL_CONTEXT: ssl.SSLContext | None = None
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        context = ssl.create_default_context(cafile=certifi.where())
+        context.set_alpn_protocols(["http/1.1"])
+        _SSL_CONTEXT = context
+    return _SSL_CONTEXT

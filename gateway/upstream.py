@@ -28,7 +28,7 @@ from gateway.errors import (
 from gateway.metrics import Metrics, upstream_result
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy, call_with_retries
 from gateway.throttle import ConcurrencyLimiter
-from gateway.transport import AiohttpTransport
+from gateway.transport import PooledTransport
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -121,8 +121,8 @@ class UpstreamClient:
     ) -> None:
         self._tracer = tracer
         self._transport = transport
-        # Our aiohttp transport has a path that skips httpx's objects; others don't.
-        self._fast = transport if isinstance(transport, AiohttpTransport) else None
+        # Our own transport has a path that skips httpx's objects; others don't.
+        self._fast = transport if isinstance(transport, PooledTransport) else None
         self._url = httpx.URL(base_url.rstrip("/") + REPORT_COUNT_PATH)
         self._url_text = str(self._url)
         self._metrics = metrics
