@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 import strawberry
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gateway.resolvers import call_count, call_count_series
 from gateway.types import SCALARS, CallCountBucket
@@ -31,9 +35,42 @@ class Query:
     )
 
 
+class ReleasingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, made freeable by reference counting once it is done.
+
+    graphql-core's executor keeps ``async_helpers``, bound methods of itself: a
+    reference cycle, through which each request's whole execution (variables,
+    context, results, about 27 objects) waited for the cyclic garbage
+    collector. At 2,000 requests a second a collection then freed some 30,000
+    objects at once, a pause of 30 ms or more in the latency tail. Breaking the
+    cycle when the operation is done frees them as they fall out of use.
+    """
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        result = super().execute_operation(serially)
+        if self.is_awaitable(result):
+            return self._release_after(result)
+        self._release()
+        return result
+
+    async def _release_after(self, pending: Awaitable[Any]) -> Any:
+        try:
+            return await pending
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        # Only resolvers use the helpers, and they have all finished.
+        del self.async_helpers
+
+
 def create_schema() -> strawberry.Schema:
     """The schema. Limits and switches live in ``gateway.documents``, which runs it."""
-    return strawberry.Schema(query=Query, config=StrawberryConfig(scalar_map=SCALARS))
+    return strawberry.Schema(
+        query=Query,
+        config=StrawberryConfig(scalar_map=SCALARS),
+        execution_context_class=ReleasingExecutionContext,
+    )
 
 
 def schema_sdl() -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import ACME, GLOBEX, Gateway, headers_for
+from graphql.execution import Executor
 
+from gateway.context import RequestBudget, RequestContext
 from gateway.simulator import Simulator
 
 COUNT_WITH_FILTER = (
@@ -276,3 +279,32 @@ def test_without_local_assets_graphiql_falls_back_to_the_cdn_and_says_so(
     assert "/graphql/ide/" not in page
     assert any("fetch-ide" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert gateway.client.get(f"{gateway.url}/graphql/ide/graphiql.min.js").status_code == 404
+
+
+def test_finished_requests_are_freed_without_the_cycle_collector(
+    gateway: Gateway, sim: Simulator
+) -> None:
+    """No request leaves its execution to the cyclic GC (whose passes were the latency tail).
+
+    With the collector off, anything a finished request left in a reference
+    cycle stays in memory; graphql-core's executor used to, with everything
+    reachable from it (context, variables, results).
+    """
+    gateway.query("{ callCount }", headers_for(ACME))  # warm: documents, pools, caches
+    gc.collect()
+    gc.disable()
+    try:
+        for campaign in range(20):
+            body = gateway.query(
+                COUNT_WITH_FILTER, headers_for(ACME), {"f": {"campaignId": 500 + campaign}}
+            )
+            assert isinstance(body["data"]["callCount"], int)
+        left = [
+            type(o).__name__
+            for o in gc.get_objects()
+            if isinstance(o, Executor | RequestContext | RequestBudget)
+        ]
+    finally:
+        gc.enable()
+    assert left == []
+    assert len(sim.requests) == 1 + 20
