@@ -7,10 +7,12 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Awaitable, Mapping
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import strawberry
+from graphql import GraphQLResolveInfo
 
 from gateway import series
 from gateway.config import Settings
@@ -60,13 +62,34 @@ def _given(value: T | None) -> T | None:
     return None if value is strawberry.UNSET else value
 
 
-def upstream_filter(filter: CallFilterInput | None, zone: ZoneInfo) -> dict[str, Any]:
-    """The upstream ``filter`` object for ``filter``; raises BadUserInputError."""
-    filter = _given(filter)
-    if filter is None:
+def filter_fields(filter: CallFilterInput) -> dict[str, Any]:
+    """``filter`` as graphql-core gives an input object: GraphQL names, omitted fields absent."""
+    fields = {
+        "from": filter.from_,
+        "to": filter.to,
+        "agentIds": filter.agent_ids,
+        "campaignId": filter.campaign_id,
+        "statuses": filter.statuses,
+        "extra": filter.extra,
+    }
+    return {name: value for name, value in fields.items() if value is not strawberry.UNSET}
+
+
+def upstream_filter(
+    filter: CallFilterInput | Mapping[str, Any] | None, zone: ZoneInfo
+) -> dict[str, Any]:
+    """The upstream ``filter`` object for ``filter``; raises BadUserInputError.
+
+    ``filter`` is a ``CallFilterInput`` as strawberry builds it, or the mapping
+    graphql-core coerces (``resolve_call_count``); null and omitted fields
+    both mean "don't filter".
+    """
+    if filter is None or filter is strawberry.UNSET:
         return {}
+    if isinstance(filter, CallFilterInput):
+        filter = filter_fields(filter)
     out: dict[str, Any] = {}
-    if (extra := _given(filter.extra)) is not None:
+    if (extra := filter.get("extra")) is not None:
         if not isinstance(extra, dict):
             raise BadUserInputError("filter.extra must be a JSON object of upstream filter keys")
         clashes = sorted(MODELLED_KEYS.intersection(extra))
@@ -77,20 +100,20 @@ def upstream_filter(filter: CallFilterInput | None, zone: ZoneInfo) -> dict[str,
         _check_extra_size(extra)
         out.update(extra)
     start = end = None
-    if (from_ := _given(filter.from_)) is not None:
+    if (from_ := filter.get("from")) is not None:
         start = to_upstream_zone(from_, zone)
         out["dtGte"] = upstream_time(start, round_up=True)
-    if (to := _given(filter.to)) is not None:
+    if (to := filter.get("to")) is not None:
         end = to_upstream_zone(to, zone)
         out["dtLte"] = upstream_time(end, round_up=False)
     # Judged before rounding: from == to with a fraction is a valid (empty) range.
     if start is not None and end is not None and start > end:
         raise BadUserInputError("filter.from must not be after filter.to")
-    if (agent_ids := _given(filter.agent_ids)) is not None:
+    if (agent_ids := filter.get("agentIds")) is not None:
         out["agtIds"] = sorted(set(agent_ids))
-    if (campaign_id := _given(filter.campaign_id)) is not None:
+    if (campaign_id := filter.get("campaignId")) is not None:
         out["campId"] = campaign_id
-    if (statuses := _given(filter.statuses)) is not None:
+    if (statuses := filter.get("statuses")) is not None:
         out["st"] = sorted(set(statuses))
     return out
 
@@ -132,7 +155,7 @@ def check_priority_filter(value: str | None) -> str | None:
 
 
 def count_query(
-    filter: CallFilterInput | None, priority_filter: str | None, zone: ZoneInfo
+    filter: CallFilterInput | Mapping[str, Any] | None, priority_filter: str | None, zone: ZoneInfo
 ) -> CountQuery:
     """The canonical upstream question for ``callCount``'s arguments."""
     return CountQuery.build(upstream_filter(filter, zone), check_priority_filter(priority_filter))
@@ -152,10 +175,30 @@ async def call_count(
     ] = strawberry.UNSET,
     priority_filter: PriorityFilterArgument = strawberry.UNSET,
 ) -> int | None:
-    """Resolve ``callCount``: validate, then count through the cache."""
+    """Declares ``callCount``'s arguments; ``resolve_call_count`` is what executes it.
+
+    Kept working (the same code path) for a schema built without that override.
+    """
     context = info.context
     query = count_query(filter, priority_filter, context.services.settings.zone)
     return await context.count(query, info.path.as_list())
+
+
+def resolve_call_count(
+    _root: object, info: GraphQLResolveInfo[RequestContext], **arguments: Any
+) -> Awaitable[int]:
+    """``callCount`` as graphql-core calls it, with the arguments as it coerced them.
+
+    Strawberry's resolver wrapper rebuilds every argument as its Python type
+    (camel-casing each name again on every call) and builds its own ``Info``:
+    a fifth of the CPU of a batch of misses. graphql-core has already checked
+    and coerced the arguments; ``upstream_filter`` reads them as they are.
+    """
+    context: RequestContext = info.context
+    query = count_query(
+        arguments.get("filter"), arguments.get("priorityFilter"), context.services.settings.zone
+    )
+    return context.count(query, info.path.as_list())
 
 
 def _zone_named(name: str | None, default: ZoneInfo) -> ZoneInfo:

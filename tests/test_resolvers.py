@@ -8,14 +8,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import strawberry
+from graphql import coerce_input_value
 
 from gateway.errors import BadUserInputError
 from gateway.resolvers import (
     MAX_PRIORITY_FILTER_CHARS,
     check_priority_filter,
     count_query,
+    filter_fields,
+    resolve_call_count,
     upstream_filter,
 )
+from gateway.schema import create_schema
 from gateway.types import CallFilterInput, parse_datetime
 from gateway.upstream import CountQuery
 
@@ -27,6 +31,42 @@ IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 def at(text: str) -> dt.datetime:
     """A datetime from ISO text, to keep the cases readable."""
     return dt.datetime.fromisoformat(text)
+
+
+# the two ways arguments arrive
+
+
+def test_call_count_resolves_on_graphql_cores_own_arguments() -> None:
+    """The schema runs callCount through resolve_call_count, not strawberry's wrapper."""
+    query_type = create_schema()._schema.query_type
+    assert query_type is not None
+    assert query_type.fields["callCount"].resolve is resolve_call_count
+
+
+def test_graphql_core_and_strawberry_give_the_filter_alike() -> None:
+    """graphql-core's coerced input object is what filter_fields makes of strawberry's."""
+    schema = create_schema()._schema
+    as_json = {
+        "from": "2025-11-20T09:00:00+05:30",
+        "to": "2025-11-21 10:00:00",
+        "agentIds": [101, "102"],
+        "campaignId": 7,
+        "statuses": ["missed"],
+        "extra": {"callType": ["IBD"]},
+    }
+    coerced = coerce_input_value(as_json, schema.type_map["CallFilterInput"])  # type: ignore[arg-type]
+    typed = CallFilterInput(
+        from_=at("2025-11-20T09:00:00+05:30"),
+        to=at("2025-11-21 10:00:00"),
+        agent_ids=[strawberry.ID("101"), strawberry.ID("102")],
+        campaign_id=7,
+        statuses=["missed"],
+        extra={"callType": ["IBD"]},
+    )
+    assert coerced == filter_fields(typed)
+    assert upstream_filter(coerced, KOLKATA) == upstream_filter(typed, KOLKATA)
+    partial = coerce_input_value({"to": None}, schema.type_map["CallFilterInput"])  # type: ignore[arg-type]
+    assert partial == filter_fields(CallFilterInput(to=None)) == {"to": None}
 
 
 # upstream_filter: mapping
