@@ -118,15 +118,18 @@ class Metrics:
             "Redis tier failures (each switches it off for a few seconds)",
             registry=registry,
         )
-        for result in ("hit", "miss", "join", "shared"):
-            self.cache.labels(result)  # exported at 0 from the start
+        # Exported at 0 from the start; kept, as labels() costs a lock and a lookup.
+        self._cache_children = {
+            result: self.cache.labels(result) for result in ("hit", "miss", "join", "shared")
+        }
+        self._upstream_children: dict[str, tuple[Counter, Histogram]] = {}
 
     def observe_cache(self, source: str) -> None:
         """Count one cache lookup (hit, miss, join) or one stale value served."""
         if source == "stale":
             self.stale_served.inc()
         else:
-            self.cache.labels(source).inc()
+            self._cache_children[source].inc()
 
     def watch_breaker(self, breaker: CircuitBreaker) -> None:
         """Export ``breaker``'s state, read at scrape time."""
@@ -136,8 +139,13 @@ class Metrics:
     def observe_upstream(self, error: BaseException | None, seconds: float) -> None:
         """Count one upstream try and its duration."""
         result = upstream_result(error)
-        self.upstream_calls.labels(result).inc()
-        self.upstream_seconds.labels(result).observe(seconds)
+        children = self._upstream_children.get(result)
+        if children is None:
+            # labels() takes a lock and builds a key: once per result, not per call.
+            children = (self.upstream_calls.labels(result), self.upstream_seconds.labels(result))
+            self._upstream_children[result] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_request(self, outcome: str, seconds: float, upstream_fields: int) -> None:
         """Count one answered /graphql request."""

@@ -225,12 +225,15 @@ async def call_with_retries(
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
     random: Random = random.random,
+    bounded: bool = False,
 ) -> T:
     """``await call(timeout)``, retrying transient failures within ``deadline`` seconds.
 
     Each try asks the breaker first and gets ``min(try_timeout, time left)``,
-    which ``call`` applies to its own HTTP call; the same timeout also guards
-    the try here, and its expiry becomes ``UpstreamTimeoutError``. A transient
+    which ``call`` applies to its own HTTP call; unless ``call`` is
+    ``bounded`` (keeps to that limit as a whole, raising a timeout of its own)
+    the same timeout also guards the try here, and its expiry becomes
+    ``UpstreamTimeoutError``. A transient
     failure (``is_transient``) counts against the breaker and is retried after
     a full-jitter backoff while retries remain, the budget has a token, the
     breaker is not open, and the wait leaves time before the deadline;
@@ -253,7 +256,7 @@ async def call_with_retries(
         breaker.before_call()
         timeout = min(try_timeout, remaining)
         try:
-            result = await _guarded(call, timeout)
+            result = await (call(timeout) if bounded else _guarded(call, timeout))
         except BaseException as exc:
             if not is_transient(exc):
                 if isinstance(exc, GatewayError) and exc.upstream_code is not None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Final
 
 from cachetools import LRUCache
@@ -55,14 +54,9 @@ class ConcurrencyLimiter:
         """Callers queued for a slot."""
         return len(self._waiters)
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> _Slot:
         """Hold one slot for the body of ``async with``; raises ``OverloadedError``."""
-        await self._acquire()
-        try:
-            yield
-        finally:
-            self._release()
+        return _Slot(self)
 
     async def _acquire(self) -> None:
         # While a slot is free nobody waits: every release hands over to a waiter first.
@@ -141,3 +135,18 @@ class RateLimiter:
                 retry_after=(cost - tokens) / self._rate,
             )
         self._buckets[key] = (tokens - cost, now)
+
+
+class _Slot:
+    """``async with limiter.slot()``: a class rather than a generator, on every upstream call."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: ConcurrencyLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        await self._limiter._acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter._release()

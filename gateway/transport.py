@@ -17,7 +17,8 @@ What it does, for a demanding upstream:
   or that the server closed, is dropped rather than reused;
 - at most ``max_connections`` in use; a caller beyond waits for one within its
   time limit (``httpx.PoolTimeout``);
-- one time limit for the whole exchange (``ConnectTimeout``, ``ReadTimeout``);
+- one time limit for the whole call: waiting for a connection, connecting,
+  sending and reading (``PoolTimeout``, ``ConnectTimeout``, ``ReadTimeout``);
 - a request on a reused connection that the server closed before answering
   any of it is sent once more on a new connection (the server closing an idle
   connection as we reuse it is a race, not a failure); ``reportCount`` is a
@@ -331,7 +332,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
             connection = self._take_idle(origin, loop.time())
             if connection is not None:
                 try:
-                    answer = await connection.exchange(request, time_limit)
+                    answer = await connection.exchange(request, give_up_at - loop.time())
                 except _Stale:
                     connection = None
                 else:

@@ -86,18 +86,27 @@ class CountQuery:
     @classmethod
     def build(cls, filter: Mapping[str, Any], priority_filter: str | None) -> CountQuery:
         """Canonicalise ``filter`` (sorted keys, compact JSON) with ``priority_filter``."""
-        canonical = json.dumps(filter, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            canonical = orjson.dumps(filter, option=orjson.OPT_SORT_KEYS).decode()
+        except orjson.JSONEncodeError:  # integers beyond 64 bits, which orjson refuses
+            canonical = json.dumps(
+                filter, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
         until = filter.get("dtLte")
         return cls(canonical, priority_filter, until if isinstance(until, str) else None)
 
     def body(self, credential: Credential) -> dict[str, Any]:
         """The JSON body to POST upstream for ``credential``."""
+        return orjson.loads(self.payload(credential))  # type: ignore[no-any-return]
+
+    def payload(self, credential: Credential) -> bytes:
+        """``body`` as the bytes sent, the canonical filter spliced in as it is."""
         body: dict[str, Any] = dict(credential.body())
         if self.filter_json != "{}":
-            body["filter"] = json.loads(self.filter_json)
+            body["filter"] = orjson.Fragment(self.filter_json)
         if self.priority_filter is not None:
             body["priorityFilter"] = self.priority_filter
-        return body
+        return orjson.dumps(body)
 
 
 class UpstreamClient:
@@ -123,6 +132,8 @@ class UpstreamClient:
         self._transport = transport
         # Our own transport has a path that skips httpx's objects; others don't.
         self._fast = transport if isinstance(transport, PooledTransport) else None
+        #: Whether a call keeps to its time limit by itself (our transport does, whole).
+        self.bounds_itself = self._fast is not None
         self._url = httpx.URL(base_url.rstrip("/") + REPORT_COUNT_PATH)
         self._url_text = str(self._url)
         self._metrics = metrics
@@ -133,8 +144,9 @@ class UpstreamClient:
     ) -> int:
         """The number of calls matching ``query`` for ``credential``; raises GatewayError.
 
-        ``time_limit`` (seconds) bounds each phase of this one try (connect,
-        write, read, waiting for a pooled connection); default the client's.
+        ``time_limit`` (seconds) bounds this one try: as a whole on our own
+        transport (``bounds_itself``), else each phase (connect, write, read,
+        waiting for a pooled connection); default the client's.
         """
         if self._metrics is None and self._tracer is None:
             return await self._report_count(credential, query, time_limit)
@@ -166,7 +178,7 @@ class UpstreamClient:
         if self._fast is not None:
             try:
                 status, content = await self._fast.post_json(
-                    self._url_text, orjson.dumps(query.body(credential)), limit
+                    self._url_text, query.payload(credential), limit
                 )
             except httpx.HTTPError as exc:
                 raise translate_httpx_error(exc) from exc
@@ -176,7 +188,7 @@ class UpstreamClient:
         request = httpx.Request(
             "POST",
             self._url,
-            content=orjson.dumps(query.body(credential)),
+            content=query.payload(credential),
             headers=_HEADERS,
             extensions={
                 "timeout": {"connect": limit, "read": limit, "write": limit, "pool": limit}
@@ -234,6 +246,7 @@ class GuardedClient:
                 deadline=guards.deadline,
                 try_timeout=guards.try_timeout,
                 clock=guards.clock,
+                bounded=self._client.bounds_itself,
             )
 
 
@@ -253,8 +266,8 @@ def parse_report_count(status_code: int, content: bytes) -> int:
     if status_code != 200:
         raise UpstreamBadResponseError(f"DeepCall answered with HTTP status {status_code}")
     try:
-        payload = json.loads(content)
-    except (ValueError, RecursionError):
+        payload = orjson.loads(content)
+    except orjson.JSONDecodeError:
         raise UpstreamBadResponseError("DeepCall's answer was not JSON") from None
     if not isinstance(payload, dict):
         raise UpstreamBadResponseError("DeepCall's answer had an unexpected shape")

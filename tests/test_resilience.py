@@ -411,6 +411,32 @@ async def test_a_try_that_overruns_its_timeout_is_cut_off() -> None:
     assert harness.breaker.consecutive_failures == 1
 
 
+async def test_a_bounded_call_is_trusted_with_its_own_timeout() -> None:
+    """bounded=True: no second timer around the try; the call's own limit is what counts."""
+    harness = Harness()
+    harness.policy = RetryPolicy(max_retries=0)
+    late = asyncio.Event()
+
+    async def overruns_then_answers(seconds: float) -> int:
+        # Outlives its 1 ms limit by a loop iteration; only an outer guard would cut it.
+        await asyncio.sleep(0.01)
+        late.set()
+        return 7
+
+    result = await call_with_retries(
+        overruns_then_answers,
+        policy=harness.policy,
+        budget=harness.budget,
+        breaker=harness.breaker,
+        deadline=30.0,
+        try_timeout=0.001,
+        clock=harness.clock,
+        sleep=harness.sleep,
+        bounded=True,
+    )
+    assert (result, late.is_set()) == (7, True)
+
+
 async def test_a_timeout_error_from_the_callee_itself_is_not_mistaken_for_ours() -> None:
     """A bare TimeoutError raised inside the call (a bug) propagates as it is, not retried."""
     harness = Harness()
