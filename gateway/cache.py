@@ -18,13 +18,13 @@ so in the response. Past the stale window, the error is returned.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
-
-from cachetools import TLRUCache
 
 from gateway.errors import UpstreamFailure
 from gateway.shared import Entry, SharedTier, shared_name
@@ -69,7 +69,14 @@ class Counted(NamedTuple):
 
 
 class CountCache:
-    """A bounded cache of counts, each with its own TTL; single flight; stale-on-error."""
+    """A bounded cache of counts, each with its own TTL; single flight; stale-on-error.
+
+    Entries are kept in least-recently-used order (an ``OrderedDict``: every
+    operation O(1) in C) and checked for age when read; one read past its
+    stale window, or the least recently used beyond ``maxsize``, goes. This
+    replaced cachetools' ``TLRUCache``, whose expiry heap cost 6 us per insert
+    into a full cache, on every upstream call.
+    """
 
     def __init__(
         self,
@@ -81,33 +88,36 @@ class CountCache:
         observe: Callable[[str], None] = lambda source: None,
         shared: SharedTier | None = None,
     ) -> None:
+        self._maxsize = maxsize
         self._ttl = ttl
+        self._stale = stale
         self._timer = timer
         self._shared = shared
         # Told each lookup's source as it is decided: hit, miss, join; and stale when served.
         self._observe = observe
-        # Each entry lives its own TTL, then the stale window, then goes.
-        self._entries: TLRUCache[CacheKey, Entry] = TLRUCache(
-            maxsize=maxsize, ttu=lambda _, entry, now: now + entry.ttl + stale, timer=timer
-        )
+        self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
         self._flights: dict[CacheKey, asyncio.Task[int]] = {}
 
     def __len__(self) -> int:
+        """Entries held: at most ``maxsize``, some perhaps dead until read or evicted."""
         return len(self._entries)
 
     def get(self, key: CacheKey) -> int | None:
         """The fresh cached count for ``key``, if any."""
-        entry = self._entries.get(key)
+        entry = self._entry(key)
         if entry is None or not entry.fresh(self._timer()):
             return None
         return entry.value
 
-    async def get_or_fetch(
+    def get_or_start(
         self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float | None = None
-    ) -> Counted:
-        """The fresh count for ``key``, else one shared ``fetch()``, else a stale count.
+    ) -> Counted | asyncio.Future[Counted]:
+        """The fresh count for ``key`` now, or a future of one shared ``fetch()`` (or stale).
 
-        A fetched count is kept ``ttl`` seconds (the cache's default when None).
+        A future rather than a coroutine: graphql-core awaits a resolver's
+        future as it is, but wraps each coroutine in a task of its own. A
+        fetched count is kept ``ttl`` seconds (the cache's default when None).
+        Cancelling the future leaves the shared call running for the others.
         """
         fresh = self.get(key)
         if fresh is not None:
@@ -116,20 +126,64 @@ class CountCache:
         flight = self._flights.get(key)
         source = "join"
         if flight is None:
-            flight = asyncio.ensure_future(self._fly(key, fetch, self._ttl if ttl is None else ttl))
+            flight = asyncio.get_running_loop().create_task(
+                self._fly(key, fetch, self._ttl if ttl is None else ttl)
+            )
             self._flights[key] = flight
             flight.add_done_callback(_consume_exception)
             source = "miss"
         self._observe(source)
-        try:
-            # shield: one caller's cancellation must not cancel the call the others share.
-            return Counted(await asyncio.shield(flight), source=source)
-        except UpstreamFailure as exc:
-            entry = self._entries.get(key) if exc.retryable else None
-            if entry is None:
-                raise
-            self._observe("stale")
-            return Counted(entry.value, self._timer() - entry.fetched_at, "stale")
+        landed: asyncio.Future[Counted] = flight.get_loop().create_future()
+        flight.add_done_callback(functools.partial(self._land, key, source, landed))
+        return landed
+
+    async def get_or_fetch(
+        self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float | None = None
+    ) -> Counted:
+        """``get_or_start``, awaited."""
+        counted = self.get_or_start(key, fetch, ttl)
+        return counted if isinstance(counted, Counted) else await counted
+
+    def _land(
+        self,
+        key: CacheKey,
+        source: str,
+        landed: asyncio.Future[Counted],
+        flight: asyncio.Task[int],
+    ) -> None:
+        """Pass the shared call's outcome to one caller: its count, a stale one, or its error."""
+        if landed.done():  # that caller went away
+            return
+        if flight.cancelled():
+            landed.cancel()
+            return
+        error = flight.exception()
+        if error is None:
+            landed.set_result(Counted(flight.result(), source=source))
+            return
+        entry = self._entry(key) if isinstance(error, UpstreamFailure) and error.retryable else None
+        if entry is None:
+            landed.set_exception(error)
+            return
+        self._observe("stale")
+        landed.set_result(Counted(entry.value, self._timer() - entry.fetched_at, "stale"))
+
+    def _entry(self, key: CacheKey) -> Entry | None:
+        """``key``'s entry while fresh or stale (marked recently used); forgets a dead one."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self._timer() - entry.fetched_at >= entry.ttl + self._stale:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _keep(self, key: CacheKey, entry: Entry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._maxsize:
+            self._entries.popitem(last=False)
 
     @property
     def in_flight(self) -> int:
@@ -143,7 +197,7 @@ class CountCache:
             else:
                 entry = await self._through_shared(self._shared, key, fetch, ttl)
             if entry.ttl > 0:
-                self._entries[key] = entry
+                self._keep(key, entry)
             return entry.value
         finally:
             del self._flights[key]
@@ -163,7 +217,7 @@ class CountCache:
                 return held
             if key not in self._entries:
                 # Another replica's count, past its TTL: what to serve if the refresh fails.
-                self._entries[key] = held
+                self._keep(key, held)
         return await shared.lead_or_wait(name, fetch, ttl)
 
 

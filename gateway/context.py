@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cache import CacheKey, CountCache, KeyMaker
+from gateway.cache import CacheKey, CountCache, Counted, KeyMaker
 from gateway.config import Settings
 from gateway.errors import (
     BadUserInputError,
@@ -158,11 +159,18 @@ class RequestContext:
         return settings.cache_ttl_settled if settled else settings.cache_ttl
 
     async def count(self, query: CountQuery, path: list[str | int]) -> int:
+        """``count_soon``, awaited."""
+        counted = self.count_soon(query, path)
+        return counted if isinstance(counted, int) else await counted
+
+    def count_soon(self, query: CountQuery, path: list[str | int]) -> int | asyncio.Future[int]:
         """The count for ``query`` with this request's credential: cached, shared, bounded.
 
-        Only a call that starts an upstream call pays for it, against the
-        request's fan-out budget and the client's rate limit; joining a call in
-        flight or a cache hit is free. A stale value adds a warning.
+        A fresh cached count comes at once; otherwise a future of it (see
+        ``CountCache.get_or_start`` for why a future). Only a call that starts
+        an upstream call pays for it, against the request's fan-out budget and
+        the client's rate limit; joining a call in flight or a cache hit is
+        free. A stale value adds a warning.
         """
         credential = self.credential
         if isinstance(credential, GatewayError):
@@ -182,7 +190,32 @@ class RequestContext:
             async with budget.slots:
                 return await services.upstream.report_count(credential, query)
 
-        counted = await services.cache.get_or_fetch(key, fetch, self.ttl_for(query))
+        counted = services.cache.get_or_start(key, fetch, self.ttl_for(query))
+        if isinstance(counted, Counted):
+            return self._served(key, counted, path)
+        answer: asyncio.Future[int] = counted.get_loop().create_future()
+        counted.add_done_callback(functools.partial(self._settle, key, path, answer))
+        return answer
+
+    def _settle(
+        self,
+        key: CacheKey,
+        path: list[str | int],
+        answer: asyncio.Future[int],
+        landed: asyncio.Future[Counted],
+    ) -> None:
+        if answer.done():  # the field was cancelled
+            return
+        if landed.cancelled():
+            answer.cancel()
+        elif (error := landed.exception()) is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(self._served(key, landed.result(), path))
+
+    def _served(self, key: CacheKey, counted: Counted, path: list[str | int]) -> int:
+        """Note where ``counted`` came from (for the log, replay and warnings); its value."""
+        budget = self.budget
         if counted.source == "hit":
             budget.cache_hits += 1
         if counted.stale_age is None:

@@ -186,19 +186,21 @@ async def call_count(
 
 def resolve_call_count(
     _root: object, info: GraphQLResolveInfo[RequestContext], **arguments: Any
-) -> Awaitable[int]:
+) -> int | Awaitable[int]:
     """``callCount`` as graphql-core calls it, with the arguments as it coerced them.
 
     Strawberry's resolver wrapper rebuilds every argument as its Python type
     (camel-casing each name again on every call) and builds its own ``Info``:
     a fifth of the CPU of a batch of misses. graphql-core has already checked
-    and coerced the arguments; ``upstream_filter`` reads them as they are.
+    and coerced the arguments; ``upstream_filter`` reads them as they are. The
+    answer is the count itself (a fresh cached one) or a future of it, which
+    graphql-core awaits without a task of its own.
     """
     context: RequestContext = info.context
     query = count_query(
         arguments.get("filter"), arguments.get("priorityFilter"), context.services.settings.zone
     )
-    return context.count(query, info.path.as_list())
+    return context.count_soon(query, info.path.as_list())
 
 
 def _zone_named(name: str | None, default: ZoneInfo) -> ZoneInfo:

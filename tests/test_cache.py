@@ -229,6 +229,60 @@ async def test_maxsize_bounds_the_cache() -> None:
     assert cache.get(key("user-0")) is None
 
 
+async def test_the_least_recently_used_entry_is_evicted_first() -> None:
+    """Reading an entry makes it recent: past maxsize the one unread longest goes."""
+    cache = CountCache(maxsize=2, ttl=60, timer=FakeTimer())
+    await cache.get_or_fetch(key("a"), Fetcher(value=1))
+    await cache.get_or_fetch(key("b"), Fetcher(value=2))
+    assert cache.get(key("a")) == 1  # now b is the least recently used
+
+    await cache.get_or_fetch(key("c"), Fetcher(value=3))
+
+    assert (cache.get(key("a")), cache.get(key("b")), cache.get(key("c"))) == (1, None, 3)
+
+
+async def test_an_entry_past_its_stale_window_is_forgotten_when_read() -> None:
+    """Fresh, then stale (kept, not served as fresh), then gone from the cache entirely."""
+    timer = FakeTimer()
+    cache = CountCache(maxsize=10, ttl=10, stale=5, timer=timer)
+    await cache.get_or_fetch(key(), Fetcher(value=4))
+
+    timer.now += 12
+    assert (cache.get(key()), len(cache)) == (None, 1)
+    timer.now += 4
+    assert (cache.get(key()), len(cache)) == (None, 0)
+
+
+async def test_a_hit_is_answered_at_once_and_a_miss_with_a_future() -> None:
+    """get_or_start: a Counted for a fresh entry; a future (not a coroutine) otherwise."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=6)
+
+    started = cache.get_or_start(key(), fetch)
+    assert isinstance(started, asyncio.Future)
+    assert await started == Counted(6, source="miss")
+    assert cache.get_or_start(key(), fetch) == Counted(6)
+    assert fetch.calls == 1
+
+
+async def test_a_cancelled_future_leaves_the_shared_call_to_the_others() -> None:
+    """One caller's future cancelled: the fetch goes on and the other caller gets the count."""
+    cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
+    fetch = Fetcher(value=9).hold()
+    first = cache.get_or_start(key(), fetch)
+    second = cache.get_or_start(key(), fetch)
+    assert isinstance(first, asyncio.Future)
+    assert isinstance(second, asyncio.Future)
+    await fetch.started.wait()
+
+    first.cancel()
+    fetch.release.set()
+
+    assert await second == Counted(9, source="join")
+    assert first.cancelled()
+    assert (fetch.calls, cache.get(key())) == (1, 9)
+
+
 # CountCache: single flight
 
 
