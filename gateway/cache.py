@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from gateway.errors import UpstreamFailure
 from gateway.shared import Entry, SharedTier, shared_name
 from gateway.upstream import CountQuery, Credential
+
+T = TypeVar("T")
 
 
 class CacheKey(NamedTuple):
@@ -52,7 +53,7 @@ class KeyMaker:
 
     def principal(self, credential: Credential) -> bytes:
         """HMAC-SHA256 of the whole credential."""
-        return hmac.new(self._secret, credential.identity(), hashlib.sha256).digest()
+        return hmac.digest(self._secret, credential.identity(), "sha256")
 
     def key(self, credential: Credential, query: CountQuery) -> CacheKey:
         """The cache key for ``credential`` asking ``query``."""
@@ -66,6 +67,10 @@ class Counted(NamedTuple):
     stale_age: float | None = None
     #: hit (fresh entry), miss (started the upstream call), join (shared one), stale.
     source: str = "hit"
+
+
+def _itself(counted: Counted) -> Counted:
+    return counted
 
 
 class CountCache:
@@ -97,6 +102,7 @@ class CountCache:
         self._observe = observe
         self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
         self._flights: dict[CacheKey, asyncio.Task[int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once known
 
     def __len__(self) -> int:
         """Entries held: at most ``maxsize``, some perhaps dead until read or evicted."""
@@ -110,63 +116,70 @@ class CountCache:
         return entry.value
 
     def get_or_start(
-        self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float | None = None
-    ) -> Counted | asyncio.Future[Counted]:
-        """The fresh count for ``key`` now, or a future of one shared ``fetch()`` (or stale).
+        self,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[int]],
+        ttl: float | None,
+        then: Callable[[Counted], T],
+    ) -> T | asyncio.Future[T]:
+        """``then`` of ``key``'s count: at once if fresh, else a future (shared fetch, or stale).
 
         A future rather than a coroutine: graphql-core awaits a resolver's
-        future as it is, but wraps each coroutine in a task of its own. A
+        future as it is, but wraps each coroutine in a task of its own.
+        ``then`` shapes the result where it lands, without a second future. A
         fetched count is kept ``ttl`` seconds (the cache's default when None).
         Cancelling the future leaves the shared call running for the others.
         """
         fresh = self.get(key)
         if fresh is not None:
             self._observe("hit")
-            return Counted(fresh)
+            return then(Counted(fresh))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         flight = self._flights.get(key)
         source = "join"
         if flight is None:
-            flight = asyncio.get_running_loop().create_task(
-                self._fly(key, fetch, self._ttl if ttl is None else ttl)
-            )
+            flight = loop.create_task(self._fly(key, fetch, self._ttl if ttl is None else ttl))
             self._flights[key] = flight
-            flight.add_done_callback(_consume_exception)
             source = "miss"
         self._observe(source)
-        landed: asyncio.Future[Counted] = flight.get_loop().create_future()
-        flight.add_done_callback(functools.partial(self._land, key, source, landed))
+        landed: asyncio.Future[T] = loop.create_future()
+        flight.add_done_callback(functools.partial(self._land, key, source, then, landed))
         return landed
 
     async def get_or_fetch(
         self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float | None = None
     ) -> Counted:
         """``get_or_start``, awaited."""
-        counted = self.get_or_start(key, fetch, ttl)
+        counted = self.get_or_start(key, fetch, ttl, _itself)
         return counted if isinstance(counted, Counted) else await counted
 
     def _land(
         self,
         key: CacheKey,
         source: str,
-        landed: asyncio.Future[Counted],
+        then: Callable[[Counted], T],
+        landed: asyncio.Future[T],
         flight: asyncio.Task[int],
     ) -> None:
         """Pass the shared call's outcome to one caller: its count, a stale one, or its error."""
-        if landed.done():  # that caller went away
-            return
         if flight.cancelled():
             landed.cancel()
             return
+        # Retrieved even when this caller went away, so asyncio never reports it unretrieved.
         error = flight.exception()
+        if landed.done():
+            return
         if error is None:
-            landed.set_result(Counted(flight.result(), source=source))
+            landed.set_result(then(Counted(flight.result(), source=source)))
             return
         entry = self._entry(key) if isinstance(error, UpstreamFailure) and error.retryable else None
         if entry is None:
             landed.set_exception(error)
             return
         self._observe("stale")
-        landed.set_result(Counted(entry.value, self._timer() - entry.fetched_at, "stale"))
+        landed.set_result(then(Counted(entry.value, self._timer() - entry.fetched_at, "stale")))
 
     def _entry(self, key: CacheKey) -> Entry | None:
         """``key``'s entry while fresh or stale (marked recently used); forgets a dead one."""
@@ -219,9 +232,3 @@ class CountCache:
                 # Another replica's count, past its TTL: what to serve if the refresh fails.
                 self._keep(key, held)
         return await shared.lead_or_wait(name, fetch, ttl)
-
-
-def _consume_exception(task: asyncio.Task[int]) -> None:
-    # The waiters got the exception; nobody else should be told it was never retrieved.
-    if not task.cancelled():
-        task.exception()

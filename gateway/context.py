@@ -190,30 +190,10 @@ class RequestContext:
             async with budget.slots:
                 return await services.upstream.report_count(credential, query)
 
-        counted = services.cache.get_or_start(key, fetch, self.ttl_for(query))
-        if isinstance(counted, Counted):
-            return self._served(key, counted, path)
-        answer: asyncio.Future[int] = counted.get_loop().create_future()
-        counted.add_done_callback(functools.partial(self._settle, key, path, answer))
-        return answer
+        served = functools.partial(self._served, key, path)
+        return services.cache.get_or_start(key, fetch, self.ttl_for(query), served)
 
-    def _settle(
-        self,
-        key: CacheKey,
-        path: list[str | int],
-        answer: asyncio.Future[int],
-        landed: asyncio.Future[Counted],
-    ) -> None:
-        if answer.done():  # the field was cancelled
-            return
-        if landed.cancelled():
-            answer.cancel()
-        elif (error := landed.exception()) is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(self._served(key, landed.result(), path))
-
-    def _served(self, key: CacheKey, counted: Counted, path: list[str | int]) -> int:
+    def _served(self, key: CacheKey, path: list[str | int], counted: Counted) -> int:
         """Note where ``counted`` came from (for the log, replay and warnings); its value."""
         budget = self.budget
         if counted.source == "hit":

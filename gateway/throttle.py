@@ -146,7 +146,11 @@ class _Slot:
         self._limiter = limiter
 
     async def __aenter__(self) -> None:
-        await self._limiter._acquire()
+        limiter = self._limiter
+        if limiter._in_use < limiter._limit:  # the usual case, without another coroutine
+            limiter._in_use += 1
+            return
+        await limiter._acquire()
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._limiter._release()

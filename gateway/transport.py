@@ -43,6 +43,9 @@ import httptools
 import httpx
 
 _DEFAULT_TIME_LIMIT: Final = 5.0
+#: len(b"content-encoding"): the one header post_json reads (framing is checked apart),
+#: so the only one an answer to it keeps (a cheap filter: other names of that length pass).
+_KEPT_NAME_LENGTHS: Final = frozenset({16})
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ class _Stale(Exception):
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 connection, one exchange at a time; the parser calls back into it."""
 
-    def __init__(self, max_body: int) -> None:
+    def __init__(self, max_body: int, loop: asyncio.AbstractEventLoop) -> None:
         self._max_body = max_body
+        self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Answer] | None = None
@@ -114,6 +118,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.idle_since = 0.0
+        #: Keep every header of the answer (httpx's path); else only what post_json reads.
+        self.all_headers = False
 
     # asyncio.Protocol
 
@@ -156,7 +162,8 @@ class Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if self.all_headers or len(name) in _KEPT_NAME_LENGTHS:
+            self._headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" or (
             lowered == b"transfer-encoding" and b"chunked" in value.lower()
@@ -182,13 +189,16 @@ class Connection(asyncio.Protocol):
 
     # the exchange
 
-    async def exchange(self, request: bytes, time_limit: float) -> Answer:
+    async def exchange(
+        self, request: bytes, time_limit: float, all_headers: bool = False
+    ) -> Answer:
         """Send ``request`` (the whole of it) and read the answer, all within ``time_limit``."""
         transport = self._transport
         if transport is None or self.closed or transport.is_closing():
             raise _Stale()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._begin()
+        self.all_headers = all_headers
         waiter: asyncio.Future[Answer] = loop.create_future()
         self._waiter = waiter
         timer = loop.call_later(time_limit, self._time_out)
@@ -304,7 +314,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         lines.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
         lines.append(b"\r\n")
         lines.append(content)
-        answer = await self._send(origin, b"".join(lines), time_limit)
+        answer = await self._send(origin, b"".join(lines), time_limit, all_headers=True)
         return httpx.Response(
             answer.status, headers=answer.headers, content=answer.body, request=request
         )
@@ -320,7 +330,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
 
     # the pool
 
-    async def _send(self, origin: Origin, request: bytes, time_limit: float) -> Answer:
+    async def _send(
+        self, origin: Origin, request: bytes, time_limit: float, all_headers: bool = False
+    ) -> Answer:
         if self._closed:
             raise httpx.UnsupportedProtocol("The upstream transport is closed")
         loop = asyncio.get_running_loop()
@@ -332,7 +344,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
             connection = self._take_idle(origin, loop.time())
             if connection is not None:
                 try:
-                    answer = await connection.exchange(request, give_up_at - loop.time())
+                    answer = await connection.exchange(
+                        request, give_up_at - loop.time(), all_headers
+                    )
                 except _Stale:
                     connection = None
                 else:
@@ -343,7 +357,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 raise httpx.ReadTimeout("The upstream did not answer in time")
             connection = await self._connect(origin, remaining)
             try:
-                answer = await connection.exchange(request, give_up_at - loop.time())
+                answer = await connection.exchange(request, give_up_at - loop.time(), all_headers)
             except _Stale as stale:
                 if stale.cause is not None:
                     raise httpx.ReadError(type(stale.cause).__name__) from stale.cause
@@ -414,7 +428,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(time_limit):
                 _, connection = await loop.create_connection(
-                    lambda: Connection(self._max_body),
+                    lambda: Connection(self._max_body, loop),
                     origin.host,
                     origin.port,
                     ssl=tls,

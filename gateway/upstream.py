@@ -148,8 +148,18 @@ class UpstreamClient:
         transport (``bounds_itself``), else each phase (connect, write, read,
         waiting for a pooled connection); default the client's.
         """
-        if self._metrics is None and self._tracer is None:
-            return await self._report_count(credential, query, time_limit)
+        metrics = self._metrics
+        if self._tracer is None:
+            if metrics is None:
+                return await self._report_count(credential, query, time_limit)
+            started = time.perf_counter()
+            try:
+                count = await self._report_count(credential, query, time_limit)
+            except BaseException as exc:
+                metrics.observe_upstream(exc, time.perf_counter() - started)
+                raise
+            metrics.observe_upstream(None, time.perf_counter() - started)
+            return count
         started = time.perf_counter()
         error: BaseException | None = None
         with tracing.span(self._tracer, "reportCount", server=False) as span:

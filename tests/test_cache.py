@@ -49,6 +49,11 @@ class Fetcher:
         return self.value
 
 
+def as_is(counted: Counted) -> Counted:
+    """get_or_start's ``then`` that leaves the result a Counted."""
+    return counted
+
+
 def key(name: str = "a") -> CacheKey:
     """A cache key for ssid ``name`` asking QUERY."""
     return KeyMaker(SECRET).key(Credential(ssid=name), QUERY)
@@ -258,10 +263,10 @@ async def test_a_hit_is_answered_at_once_and_a_miss_with_a_future() -> None:
     cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
     fetch = Fetcher(value=6)
 
-    started = cache.get_or_start(key(), fetch)
+    started = cache.get_or_start(key(), fetch, None, as_is)
     assert isinstance(started, asyncio.Future)
     assert await started == Counted(6, source="miss")
-    assert cache.get_or_start(key(), fetch) == Counted(6)
+    assert cache.get_or_start(key(), fetch, None, as_is) == Counted(6)
     assert fetch.calls == 1
 
 
@@ -269,8 +274,8 @@ async def test_a_cancelled_future_leaves_the_shared_call_to_the_others() -> None
     """One caller's future cancelled: the fetch goes on and the other caller gets the count."""
     cache = CountCache(maxsize=10, ttl=10, timer=FakeTimer())
     fetch = Fetcher(value=9).hold()
-    first = cache.get_or_start(key(), fetch)
-    second = cache.get_or_start(key(), fetch)
+    first = cache.get_or_start(key(), fetch, None, as_is)
+    second = cache.get_or_start(key(), fetch, None, as_is)
     assert isinstance(first, asyncio.Future)
     assert isinstance(second, asyncio.Future)
     await fetch.started.wait()
