@@ -65,20 +65,22 @@ class ConcurrencyLimiter:
             return
         if len(self._waiters) >= self._max_waiting:
             raise OverloadedError(_OVERLOADED_MESSAGE)
-        turn = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
         self._waiters.append(turn)
+        # A plain timer rather than asyncio.timeout: under load many calls wait here.
+        timer = loop.call_later(self._wait_timeout, _give_up, turn)
         try:
-            async with asyncio.timeout(self._wait_timeout):
-                await turn
-        except BaseException as exc:
-            if turn.done() and not turn.cancelled():
-                # The slot was handed over just as we gave up: pass it on.
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                # The slot was handed over just as we were cancelled: pass it on.
                 self._release()
             elif turn in self._waiters:
                 self._waiters.remove(turn)
-            if isinstance(exc, TimeoutError):
-                raise OverloadedError(_OVERLOADED_MESSAGE) from None
             raise
+        finally:
+            timer.cancel()
 
     def _release(self) -> None:
         while self._waiters:
@@ -87,6 +89,11 @@ class ConcurrencyLimiter:
                 turn.set_result(None)
                 return
         self._in_use -= 1
+
+
+def _give_up(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_exception(OverloadedError(_OVERLOADED_MESSAGE))
 
 
 class RateLimiter:
