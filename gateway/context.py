@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from gateway.errors import (
 )
 from gateway.metrics import Metrics
 from gateway.responses import ResponseCache
-from gateway.throttle import RateLimiter
+from gateway.throttle import ConcurrencyLimiter, RateLimiter
 from gateway.upstream import CountQuery, Credential, GuardedClient
 
 SSID_HEADER = "X-DeepCall-SSID"
@@ -97,7 +98,8 @@ class RequestBudget:
         self.fanout = fanout
         self.upstream_calls = 0
         self.cache_hits = 0
-        self.slots = asyncio.Semaphore(concurrency)
+        # Never refuses (the fan-out budget bounds the waiters); waits as long as it takes.
+        self.slots = ConcurrencyLimiter(concurrency, max_waiting=fanout, wait_timeout=math.inf)
         #: Every count the request's answer is made of, for gateway.responses.
         self.served: list[tuple[CacheKey, int]] = []
         self.replayable = True
@@ -187,7 +189,7 @@ class RequestContext:
             except RateLimitedError:
                 services.metrics.rate_limited.inc()
                 raise
-            async with budget.slots:
+            async with budget.slots.slot():
                 return await services.upstream.report_count(credential, query)
 
         served = functools.partial(self._served, key, path)

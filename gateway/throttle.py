@@ -11,6 +11,7 @@ Both refuse rather than queue without bound: a refusal is a coded error at once
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +30,8 @@ class ConcurrencyLimiter:
     """At most ``limit`` calls in flight, ``max_waiting`` queued, each queued ``wait_timeout``.
 
     A caller beyond the queue, or one whose turn doesn't come in time, gets
-    ``OverloadedError`` rather than joining a pile-up. Slots pass to waiters in
+    ``OverloadedError`` rather than joining a pile-up (``wait_timeout`` may be
+    ``math.inf``: wait as long as it takes). Slots pass to waiters in
     arrival order; a waiter cancelled or timed out just as a slot was handed to
     it passes the slot on, so nothing leaks.
     """
@@ -69,7 +71,11 @@ class ConcurrencyLimiter:
         turn = loop.create_future()
         self._waiters.append(turn)
         # A plain timer rather than asyncio.timeout: under load many calls wait here.
-        timer = loop.call_later(self._wait_timeout, _give_up, turn)
+        timer = (
+            loop.call_later(self._wait_timeout, _give_up, turn)
+            if self._wait_timeout != math.inf
+            else None
+        )
         try:
             await turn
         except BaseException:
@@ -80,7 +86,8 @@ class ConcurrencyLimiter:
                 self._waiters.remove(turn)
             raise
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
     def _release(self) -> None:
         while self._waiters:

@@ -43,9 +43,8 @@ import httptools
 import httpx
 
 _DEFAULT_TIME_LIMIT: Final = 5.0
-#: len(b"content-encoding"): the one header post_json reads (framing is checked apart),
-#: so the only one an answer to it keeps (a cheap filter: other names of that length pass).
-_KEPT_NAME_LENGTHS: Final = frozenset({16})
+#: len(b"content-length"), len(b"transfer-encoding"): names that can tell the framing.
+_FRAMING_NAME_LENGTHS: Final = frozenset({14, 17})
 
 
 @dataclass(frozen=True)
@@ -162,13 +161,15 @@ class Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.all_headers or len(name) in _KEPT_NAME_LENGTHS:
+        size = len(name)
+        if self.all_headers or size == 16:  # len(b"content-encoding"), what post_json reads
             self._headers.append((name, value))
-        lowered = name.lower()
-        if lowered == b"content-length" or (
-            lowered == b"transfer-encoding" and b"chunked" in value.lower()
-        ):
-            self._length_known = True
+        if size in _FRAMING_NAME_LENGTHS:
+            lowered = name.lower()
+            if lowered == b"content-length" or (
+                lowered == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                self._length_known = True
 
     def on_headers_complete(self) -> None:
         self._headers_done = True

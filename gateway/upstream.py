@@ -7,6 +7,7 @@ answer is checked against the documented contract before it is believed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -241,10 +242,7 @@ class GuardedClient:
     async def report_count(self, credential: Credential, query: CountQuery) -> int:
         """Like ``UpstreamClient.report_count``, within the deadline and the guards."""
         guards = self.guards
-
-        async def attempt(time_limit: float) -> int:
-            return await self._client.report_count(credential, query, time_limit)
-
+        attempt = functools.partial(self._client.report_count, credential, query)
         # The slot is held across retries: waiting for one is not the upstream's fault,
         # so it must not run down a try's timeout and count against the breaker.
         async with guards.limiter.slot():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 
 import pytest
@@ -58,6 +59,25 @@ async def test_the_limiter_lets_limit_callers_in_and_queues_the_rest() -> None:
         holder.release.set()
     await asyncio.gather(*(h.task for h in holders))
     assert (limiter.in_use, limiter.waiting) == (0, 0)
+
+
+async def test_an_unbounded_wait_sets_no_timer_and_still_gets_its_turn() -> None:
+    """wait_timeout=inf: the waiter schedules nothing on the loop and gets the freed slot."""
+    limiter = ConcurrencyLimiter(limit=1, max_waiting=1, wait_timeout=math.inf)
+    first = Holder(limiter)
+    await first.entered.wait()
+    loop = asyncio.get_running_loop()
+    timers_before = len(loop._scheduled)  # type: ignore[attr-defined]
+    second = Holder(limiter)
+    await until(lambda: limiter.waiting == 1)
+    assert len(loop._scheduled) == timers_before  # type: ignore[attr-defined]
+
+    first.release.set()
+    await second.entered.wait()
+    assert (limiter.in_use, limiter.waiting) == (1, 0)
+    second.release.set()
+    await asyncio.gather(first.task, second.task)
+    assert limiter.in_use == 0
 
 
 async def test_waiters_get_slots_in_arrival_order() -> None:
