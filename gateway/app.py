@@ -138,6 +138,7 @@ async def _serving(
     limits = httpx.Limits(
         max_connections=settings.upstream_max_connections,
         max_keepalive_connections=settings.upstream_max_connections,
+        keepalive_expiry=settings.upstream_keepalive,
     )
     if transport is None:
         transport = PooledTransport(limits, max_body=MAX_RESPONSE_BYTES)

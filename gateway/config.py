@@ -36,6 +36,7 @@ class Settings:
     upstream_deadline: float = 12.0
     upstream_retries: int = 2
     upstream_max_connections: int = 100
+    upstream_keepalive: float = 60.0
     upstream_concurrency: int = 64
     upstream_queue: int = 256
     upstream_queue_timeout: float = 1.0
@@ -125,6 +126,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "upstream_deadline": (0.01, 900),
     "upstream_retries": (0, 5),
     "upstream_max_connections": (1, 10_000),
+    "upstream_keepalive": (0, 3600),
     "upstream_concurrency": (1, 10_000),
     "upstream_queue": (0, 100_000),
     "upstream_queue_timeout": (0, 60),

@@ -13,8 +13,9 @@ what a failure means.
 What it does, for a demanding upstream:
 
 - keep-alive connections per origin, the most recently used first (the one
-  likeliest still open); one that sat idle longer than ``keepalive_expiry``,
-  or that the server closed, is dropped rather than reused;
+  likeliest still open); one that sat idle longer than ``keepalive_expiry``
+  (or than the server's ``Keep-Alive: timeout=N`` less a second), or that the
+  server closed, is dropped rather than reused;
 - at most ``max_connections`` in use; a caller beyond waits for one within its
   time limit (``httpx.PoolTimeout``);
 - one time limit for the whole call: waiting for a connection, connecting,
@@ -119,6 +120,8 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         #: Keep every header of the answer (httpx's path); else only what post_json reads.
         self.all_headers = False
+        #: The server's ``Keep-Alive: timeout=N``, if it sent one: how long it keeps us idle.
+        self.keepalive_hint: float | None = None
 
     # asyncio.Protocol
 
@@ -164,7 +167,9 @@ class Connection(asyncio.Protocol):
         size = len(name)
         if self.all_headers or size == 16:  # len(b"content-encoding"), what post_json reads
             self._headers.append((name, value))
-        if size in _FRAMING_NAME_LENGTHS:
+        if size == 10 and name.lower() == b"keep-alive":
+            self.keepalive_hint = _keepalive_timeout(value)
+        elif size in _FRAMING_NAME_LENGTHS:
             lowered = name.lower()
             if lowered == b"content-length" or (
                 lowered == b"transfer-encoding" and b"chunked" in value.lower()
@@ -402,7 +407,11 @@ class PooledTransport(httpx.AsyncBaseTransport):
         while stack:
             connection = stack.pop()
             self._idle_count -= 1
-            if connection.reusable and now - connection.idle_since < self._keepalive:
+            limit = self._keepalive
+            if connection.keepalive_hint is not None:
+                # A second's margin: don't race the server's own close.
+                limit = min(limit, connection.keepalive_hint - 1.0)
+            if connection.reusable and now - connection.idle_since < limit:
                 return connection
             connection.close()
         return None
@@ -440,6 +449,18 @@ class PooledTransport(httpx.AsyncBaseTransport):
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(type(exc).__name__) from exc
         return connection
+
+
+def _keepalive_timeout(value: bytes) -> float | None:
+    """N of a ``Keep-Alive: timeout=N, max=M`` header; None when absent or malformed."""
+    for part in value.split(b","):
+        name, _, number = part.partition(b"=")
+        if name.strip().lower() == b"timeout":
+            try:
+                return float(number.strip())
+            except ValueError:
+                return None
+    return None
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None

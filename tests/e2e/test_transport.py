@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.transport import PooledTransport
+from gateway.transport import PooledTransport, _keepalive_timeout
 
 LIMITS = httpx.Limits(max_connections=10)
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"cnt": 7}\n'
@@ -169,6 +169,31 @@ async def test_an_expired_idle_connection_is_not_reused() -> None:
         for _ in range(3):
             await transport.post_json(server.url, b"{}", 5)
     assert server.connections == 3
+
+
+@pytest.mark.parametrize(("hint", "connections"), [(b"timeout=1", 2), (b"timeout=30, max=100", 1)])
+async def test_the_servers_keepalive_timeout_is_honoured(hint: bytes, connections: int) -> None:
+    """Keep-Alive: timeout=N caps reuse at N - 1 s, below our own (longer) expiry."""
+    answer = OK.replace(b"200 OK\r\n", b"200 OK\r\nKeep-Alive: " + hint + b"\r\n")
+    limits = httpx.Limits(max_connections=10, keepalive_expiry=60)
+    async with raw_server(answering(answer)) as server, PooledTransport(limits, 1024) as transport:
+        for _ in range(2):
+            assert (await transport.post_json(server.url, b"{}", 5))[0] == 200
+    assert server.connections == connections
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (b"timeout=5, max=1000", 5.0),
+        (b"max=3", None),
+        (b"Timeout = 2.5", 2.5),
+        (b"timeout=x", None),
+    ],
+)
+def test_keepalive_header_parsing(value: bytes, seconds: float | None) -> None:
+    """The timeout parameter of Keep-Alive, whatever its place and case; None otherwise."""
+    assert _keepalive_timeout(value) == seconds
 
 
 async def test_connection_close_is_honoured() -> None:
