@@ -163,7 +163,14 @@ class Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._finished:
+            # A second answer to one request: the stream can no longer be trusted.
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._finished:
+            return
         size = len(name)
         if self.all_headers or size == 16:  # len(b"content-encoding"), what post_json reads
             self._headers.append((name, value))
@@ -190,8 +197,14 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def on_message_complete(self) -> None:
-        if not self._finished:
-            self._finish(keep_alive=self._parser.should_keep_alive())
+        if self._finished:
+            return
+        if 100 <= self._parser.get_status_code() < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the real one follows.
+            self._headers, self._chunks, self._size = [], [], 0
+            self._headers_done = self._length_known = False
+            return
+        self._finish(keep_alive=self._parser.should_keep_alive())
 
     # the exchange
 

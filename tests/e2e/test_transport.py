@@ -280,6 +280,24 @@ async def test_a_chunked_body_is_reassembled() -> None:
     assert server.connections == 1
 
 
+async def test_an_interim_answer_is_skipped_for_the_real_one() -> None:
+    """103 Early Hints before the 200: the 200's status and body are the answer."""
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" + OK
+    async with raw_server(answering(early)) as server, PooledTransport(LIMITS, 1024) as transport:
+        assert await transport.post_json(server.url, b"{}", 5) == (200, b'{"cnt": 7}\n')
+        assert await transport.post_json(server.url, b"{}", 5) == (200, b'{"cnt": 7}\n')
+    assert server.connections == 1
+
+
+async def test_a_second_answer_to_one_request_ends_the_connection() -> None:
+    """Two answers to one request: the first is used; the connection is not trusted again."""
+    twice = OK + OK.replace(b"7", b"8")
+    async with raw_server(answering(twice)) as server, PooledTransport(LIMITS, 1024) as transport:
+        assert await transport.post_json(server.url, b"{}", 5) == (200, b'{"cnt": 7}\n')
+        assert await transport.post_json(server.url, b"{}", 5) == (200, b'{"cnt": 7}\n')
+    assert server.connections == 2
+
+
 async def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
     """Garbage instead of a status line maps to RemoteProtocolError."""
     async with (
