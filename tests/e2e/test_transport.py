@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.transport import PooledTransport, _keepalive_timeout
+from gateway.connection import keepalive_timeout
+from gateway.transport import PooledTransport
 
 LIMITS = httpx.Limits(max_connections=10)
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"cnt": 7}\n'
@@ -193,7 +194,7 @@ async def test_the_servers_keepalive_timeout_is_honoured(hint: bytes, connection
 )
 def test_keepalive_header_parsing(value: bytes, seconds: float | None) -> None:
     """The timeout parameter of Keep-Alive, whatever its place and case; None otherwise."""
-    assert _keepalive_timeout(value) == seconds
+    assert keepalive_timeout(value) == seconds
 
 
 async def test_connection_close_is_honoured() -> None:
