@@ -123,6 +123,7 @@ class Metrics:
             result: self.cache.labels(result) for result in ("hit", "miss", "join", "shared")
         }
         self._upstream_children: dict[str, tuple[Counter, Histogram]] = {}
+        self._request_children: dict[str, tuple[Counter, Histogram]] = {}
 
     def observe_cache(self, source: str) -> None:
         """Count one cache lookup (hit, miss, join) or one stale value served."""
@@ -149,8 +150,12 @@ class Metrics:
 
     def observe_request(self, outcome: str, seconds: float, upstream_fields: int) -> None:
         """Count one answered /graphql request."""
-        self.requests.labels(outcome).inc()
-        self.request_seconds.labels(outcome).observe(seconds)
+        children = self._request_children.get(outcome)
+        if children is None:
+            children = (self.requests.labels(outcome), self.request_seconds.labels(outcome))
+            self._request_children[outcome] = children
+        children[0].inc()
+        children[1].observe(seconds)
         self.upstream_fields.observe(upstream_fields)
 
     def exposition(self) -> bytes:

@@ -52,7 +52,7 @@ class Credential:
 
     def identity(self) -> bytes:
         """The whole credential as bytes, unambiguous between forms and parts (for keying)."""
-        return json.dumps([self.ssid, self.user_id, self.token]).encode()
+        return orjson.dumps([self.ssid, self.user_id, self.token])
 
     def body(self) -> dict[str, str]:
         """The authentication fields of an upstream request body: never both forms."""
