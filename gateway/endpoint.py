@@ -144,10 +144,12 @@ class GraphQLEndpoint:
             if record.counted:
                 seconds = time.perf_counter() - started
                 services.metrics.observe_request(record.outcome, seconds, record.upstream_fields)
-                if request_logger.isEnabledFor(logging.INFO):
-                    request_logger.info("request", extra={"event": record.event(response, seconds)})
+                logged = request_logger.isEnabledFor(logging.INFO)
+                # The event is built only when something reads it.
+                event = record.event(response, seconds) if logged or span is not None else {}
+                if logged:
+                    request_logger.info("request", extra={"event": event})
                 if span is not None:
-                    event = record.event(response, seconds)
                     span.set_attributes(
                         {
                             "http.request.method": request.method,

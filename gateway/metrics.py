@@ -122,8 +122,8 @@ class Metrics:
         self._cache_children = {
             result: self.cache.labels(result) for result in ("hit", "miss", "join", "shared")
         }
-        self._upstream_children: dict[str, tuple[Counter, Histogram]] = {}
-        self._request_children: dict[str, tuple[Counter, Histogram]] = {}
+        self._upstream_children = _LabelledPair(self.upstream_calls, self.upstream_seconds)
+        self._request_children = _LabelledPair(self.requests, self.request_seconds)
 
     def observe_cache(self, source: str) -> None:
         """Count one cache lookup (hit, miss, join) or one stale value served."""
@@ -139,25 +139,35 @@ class Metrics:
 
     def observe_upstream(self, error: BaseException | None, seconds: float) -> None:
         """Count one upstream try and its duration."""
-        result = upstream_result(error)
-        children = self._upstream_children.get(result)
-        if children is None:
-            # labels() takes a lock and builds a key: once per result, not per call.
-            children = (self.upstream_calls.labels(result), self.upstream_seconds.labels(result))
-            self._upstream_children[result] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._upstream_children.observe(upstream_result(error), seconds)
 
     def observe_request(self, outcome: str, seconds: float, upstream_fields: int) -> None:
         """Count one answered /graphql request."""
-        children = self._request_children.get(outcome)
-        if children is None:
-            children = (self.requests.labels(outcome), self.request_seconds.labels(outcome))
-            self._request_children[outcome] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._request_children.observe(outcome, seconds)
         self.upstream_fields.observe(upstream_fields)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+class _LabelledPair:
+    """A counter and a histogram labelled alike, each label's children looked up once.
+
+    ``labels()`` takes a lock and builds a key on every call; the label sets here
+    are closed and small, so their children are kept.
+    """
+
+    def __init__(self, counter: Counter, histogram: Histogram) -> None:
+        self._counter = counter
+        self._histogram = histogram
+        self._children: dict[str, tuple[Counter, Histogram]] = {}
+
+    def observe(self, label: str, seconds: float) -> None:
+        """Count one event under ``label`` and record its duration."""
+        children = self._children.get(label)
+        if children is None:
+            children = (self._counter.labels(label), self._histogram.labels(label))
+            self._children[label] = children
+        children[0].inc()
+        children[1].observe(seconds)

@@ -60,28 +60,35 @@ class ConcurrencyLimiter:
         """Hold one slot for the body of ``async with``; raises ``OverloadedError``."""
         return _Slot(self)
 
-    async def _acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a free slot now if there is one (then ``release`` it); never waits."""
         # While a slot is free nobody waits: every release hands over to a waiter first.
         if self._in_use < self._limit:
             self._in_use += 1
+            return True
+        return False
+
+    async def acquire(self, wait_timeout: float | None = None) -> None:
+        """Take a slot, queueing for at most ``wait_timeout`` (default the limiter's).
+
+        Raises ``OverloadedError`` when the queue is full or the wait runs out.
+        """
+        if self.try_acquire():
             return
         if len(self._waiters) >= self._max_waiting:
             raise OverloadedError(_OVERLOADED_MESSAGE)
+        wait = self._wait_timeout if wait_timeout is None else wait_timeout
         loop = asyncio.get_running_loop()
         turn = loop.create_future()
         self._waiters.append(turn)
         # A plain timer rather than asyncio.timeout: under load many calls wait here.
-        timer = (
-            loop.call_later(self._wait_timeout, _give_up, turn)
-            if self._wait_timeout != math.inf
-            else None
-        )
+        timer = loop.call_later(wait, _give_up, turn) if wait != math.inf else None
         try:
             await turn
         except BaseException:
             if turn.done() and not turn.cancelled() and turn.exception() is None:
                 # The slot was handed over just as we were cancelled: pass it on.
-                self._release()
+                self.release()
             elif turn in self._waiters:
                 self._waiters.remove(turn)
             raise
@@ -89,7 +96,8 @@ class ConcurrencyLimiter:
             if timer is not None:
                 timer.cancel()
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give a slot back: to the longest waiter, else to the pool."""
         while self._waiters:
             turn = self._waiters.popleft()
             if not turn.done():  # a cancelled waiter's future is done
@@ -161,10 +169,8 @@ class _Slot:
 
     async def __aenter__(self) -> None:
         limiter = self._limiter
-        if limiter._in_use < limiter._limit:  # the usual case, without another coroutine
-            limiter._in_use += 1
-            return
-        await limiter._acquire()
+        if not limiter.try_acquire():  # the usual case takes one without another coroutine
+            await limiter.acquire()
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter._release()
+        self._limiter.release()

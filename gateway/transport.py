@@ -34,7 +34,9 @@ What it does, for a demanding upstream:
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -43,6 +45,8 @@ import certifi
 import httpx
 
 from gateway.connection import Answer, Connection, StaleConnectionError
+from gateway.errors import OverloadedError
+from gateway.throttle import ConcurrencyLimiter
 
 _DEFAULT_TIME_LIMIT: Final = 5.0
 
@@ -83,18 +87,20 @@ class PooledTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max_body = max_body
-        self._max_connections = limits.max_connections or 1_000_000
+        max_connections = limits.max_connections or 1_000_000
         self._max_idle = (
             limits.max_keepalive_connections
             if limits.max_keepalive_connections is not None
-            else self._max_connections
+            else max_connections
         )
         self._keepalive = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
         self._ssl_context = ssl_context
         self._idle: dict[tuple[str, str, int], deque[Connection]] = {}
         self._idle_count = 0
-        self._in_use = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Connections in use; a caller beyond waits its turn within its own time limit.
+        self._in_use = ConcurrencyLimiter(
+            max_connections, max_waiting=sys.maxsize, wait_timeout=math.inf
+        )
         self._origins: dict[str, tuple[Origin, bytes]] = {}
         self._closed = False
 
@@ -163,9 +169,11 @@ class PooledTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol("The upstream transport is closed")
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + time_limit
-        if self._in_use >= self._max_connections:
-            await self._wait_for_turn(time_limit)
-        self._in_use += 1
+        if not self._in_use.try_acquire():
+            try:
+                await self._in_use.acquire(time_limit)
+            except OverloadedError:
+                raise httpx.PoolTimeout("No upstream connection came free in time") from None
         try:
             connection = self._take_idle(origin, loop.time())
             if connection is not None:
@@ -193,34 +201,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
             self._put_back(origin, connection, loop.time())
             return answer
         finally:
-            self._in_use -= 1
-            self._wake_next()
-
-    def _wake_next(self) -> None:
-        while self._waiters:
-            turn = self._waiters.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-
-    async def _wait_for_turn(self, time_limit: float) -> None:
-        # Woken, in order, as connections come free; re-checked because a newcomer may win.
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + time_limit
-        while self._in_use >= self._max_connections:
-            turn = loop.create_future()
-            self._waiters.append(turn)
-            try:
-                async with asyncio.timeout_at(give_up_at):
-                    await turn
-            except BaseException as exc:
-                if turn.done() and not turn.cancelled():
-                    self._wake_next()  # woken just as we gave up: wake the next instead
-                else:
-                    turn.cancel()
-                if isinstance(exc, TimeoutError):
-                    raise httpx.PoolTimeout("No upstream connection came free in time") from None
-                raise
+            self._in_use.release()
 
     def _take_idle(self, origin: Origin, now: float) -> Connection | None:
         stack = self._idle.get(origin.key)

@@ -96,12 +96,8 @@ class CountQuery:
         until = filter.get("dtLte")
         return cls(canonical, priority_filter, until if isinstance(until, str) else None)
 
-    def body(self, credential: Credential) -> dict[str, Any]:
-        """The JSON body to POST upstream for ``credential``."""
-        return orjson.loads(self.payload(credential))  # type: ignore[no-any-return]
-
     def payload(self, credential: Credential) -> bytes:
-        """``body`` as the bytes sent, the canonical filter spliced in as it is."""
+        """The JSON body to POST for ``credential``, the canonical filter spliced in as it is."""
         body: dict[str, Any] = dict(credential.body())
         if self.filter_json != "{}":
             body["filter"] = orjson.Fragment(self.filter_json)
@@ -149,29 +145,16 @@ class UpstreamClient:
         transport (``bounds_itself``), else each phase (connect, write, read,
         waiting for a pooled connection); default the client's.
         """
-        metrics = self._metrics
         if self._tracer is None:
-            if metrics is None:
-                return await self._report_count(credential, query, time_limit)
-            started = time.perf_counter()
-            try:
-                count = await self._report_count(credential, query, time_limit)
-            except BaseException as exc:
-                metrics.observe_upstream(exc, time.perf_counter() - started)
-                raise
-            metrics.observe_upstream(None, time.perf_counter() - started)
-            return count
-        started = time.perf_counter()
+            return await self._measured(credential, query, time_limit)
         error: BaseException | None = None
         with tracing.span(self._tracer, "reportCount", server=False) as span:
             try:
-                return await self._report_count(credential, query, time_limit)
+                return await self._measured(credential, query, time_limit)
             except BaseException as exc:
                 error = exc
                 raise
             finally:
-                if self._metrics is not None:
-                    self._metrics.observe_upstream(error, time.perf_counter() - started)
                 if span is not None:
                     span.set_attributes(
                         {
@@ -181,6 +164,21 @@ class UpstreamClient:
                             "deepcall.upstream.result": upstream_result(error),
                         }
                     )
+
+    async def _measured(
+        self, credential: Credential, query: CountQuery, time_limit: float | None
+    ) -> int:
+        metrics = self._metrics
+        if metrics is None:
+            return await self._report_count(credential, query, time_limit)
+        started = time.perf_counter()
+        try:
+            count = await self._report_count(credential, query, time_limit)
+        except BaseException as exc:
+            metrics.observe_upstream(exc, time.perf_counter() - started)
+            raise
+        metrics.observe_upstream(None, time.perf_counter() - started)
+        return count
 
     async def _report_count(
         self, credential: Credential, query: CountQuery, time_limit: float | None
