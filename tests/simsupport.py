@@ -21,7 +21,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from gateway.simulator import Simulator, create_simulator_app
+from gateway.simulator import Call, Simulator, create_simulator_app
 
 START_TIMEOUT = 10.0
 """Seconds to wait for the server to start (or stop) before failing the test."""
@@ -187,3 +187,18 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``."""
         self.now += seconds
+
+
+def expected_count(calls: list[Call], account: str, where: dict[str, Any] | None = None) -> int:
+    """Count ``account``'s calls matching an upstream filter, in plain Python (the oracle)."""
+    where = where or {}
+    return sum(
+        1
+        for c in calls
+        if c.account == account
+        and ("dtGte" not in where or c.started_at >= where["dtGte"])
+        and ("dtLte" not in where or c.started_at <= where["dtLte"])
+        and ("agtIds" not in where or c.agent_id in where["agtIds"])
+        and ("st" not in where or c.status in where["st"])
+        and ("campId" not in where or c.campaign_id == where["campId"])
+    )

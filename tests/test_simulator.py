@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from simsupport import expected_count
 
 from gateway.simulator import (
     DEMO_CREDENTIALS,
@@ -131,19 +132,6 @@ def test_now_is_read_in_the_simulator_zone_and_truncated() -> None:
         assert naive.now == datetime(2025, 1, 2, 3, 4)
 
 
-def _expected(calls: list[Call], account: str, **where: Any) -> int:
-    return sum(
-        1
-        for c in calls
-        if c.account == account
-        and ("dtGte" not in where or c.started_at >= where["dtGte"])
-        and ("dtLte" not in where or c.started_at <= where["dtLte"])
-        and ("agtIds" not in where or c.agent_id in where["agtIds"])
-        and ("st" not in where or c.status in where["st"])
-        and ("campId" not in where or c.campaign_id == where["campId"])
-    )
-
-
 @pytest.mark.parametrize(
     ("account", "where"),
     [
@@ -158,7 +146,7 @@ def test_count_agrees_with_counting_in_python(
     sim: Simulator, calls: list[Call], account: str, where: dict[str, Any]
 ) -> None:
     """``Simulator.count`` gives the same number as filtering ``calls()`` by hand."""
-    assert sim.count(account, where) == _expected(calls, account, **where)
+    assert sim.count(account, where) == expected_count(calls, account, where)
 
 
 def test_empty_lists_match_nothing(sim: Simulator) -> None:

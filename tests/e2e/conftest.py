@@ -85,6 +85,32 @@ def sim(session_simulator: Simulator, upstream_url: str) -> Iterator[Simulator]:
     session_simulator.faults.reset()
 
 
+# For the modules that build their own module-scoped ``sim`` (test_simulator_*.py).
+
+
+@pytest.fixture(scope="module")
+def base_url(sim: Simulator) -> Iterator[str]:
+    """The module's simulator served by uvicorn on loopback."""
+    with run_simulator(sim) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the served simulator."""
+    with httpx.Client(base_url=base_url, timeout=10.0) as http:
+        yield http
+
+
+@pytest.fixture
+def clean_sim(sim: Simulator) -> Iterator[None]:
+    """The test starts with faults off and an empty request record, and leaves faults off."""
+    sim.faults.reset()
+    sim.clear_requests()
+    yield
+    sim.faults.reset()
+
+
 @pytest.fixture
 def start_gateway(upstream_url: str) -> Iterator[Callable[..., Gateway]]:
     """Start gateways against the simulator: ``start_gateway(**settings, clock=, transport=)``."""

@@ -30,27 +30,7 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-@pytest.fixture(scope="module")
-def base_url(sim: Simulator) -> Iterator[str]:
-    """The simulator served by uvicorn on loopback."""
-    with run_simulator(sim) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(base_url: str) -> Iterator[httpx.Client]:
-    """An HTTP client for the served simulator."""
-    with httpx.Client(base_url=base_url, timeout=10.0) as http:
-        yield http
-
-
-@pytest.fixture(autouse=True)
-def _clean(sim: Simulator) -> Iterator[None]:
-    """Each test starts with faults off and an empty request record."""
-    sim.faults.reset()
-    sim.clear_requests()
-    yield
-    sim.faults.reset()
+pytestmark = pytest.mark.usefixtures("clean_sim")
 
 
 # -- fault switches ----------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from simsupport import error, post, run_simulator, success
+from simsupport import error, post, success
+from simsupport import expected_count as expected
 
 from gateway.simulator import PATHS, Call, Simulator
 
@@ -37,42 +38,7 @@ def calls(sim: Simulator) -> list[Call]:
     return sim.calls()
 
 
-@pytest.fixture(scope="module")
-def base_url(sim: Simulator) -> Iterator[str]:
-    """The simulator served by uvicorn on loopback."""
-    with run_simulator(sim) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(base_url: str) -> Iterator[httpx.Client]:
-    """An HTTP client for the served simulator."""
-    with httpx.Client(base_url=base_url, timeout=10.0) as http:
-        yield http
-
-
-@pytest.fixture(autouse=True)
-def _clean(sim: Simulator) -> Iterator[None]:
-    """Each test starts with faults off and an empty request record."""
-    sim.faults.reset()
-    sim.clear_requests()
-    yield
-    sim.faults.reset()
-
-
-def expected(calls: list[Call], account: str, where: dict[str, Any] | None = None) -> int:
-    """Count ``account``'s calls matching an upstream filter, in plain Python."""
-    where = where or {}
-    return sum(
-        1
-        for c in calls
-        if c.account == account
-        and ("dtGte" not in where or c.started_at >= where["dtGte"])
-        and ("dtLte" not in where or c.started_at <= where["dtLte"])
-        and ("agtIds" not in where or c.agent_id in where["agtIds"])
-        and ("st" not in where or c.status in where["st"])
-        and ("campId" not in where or c.campaign_id == where["campId"])
-    )
+pytestmark = pytest.mark.usefixtures("clean_sim")
 
 
 # -- authentication ---------------------------------------------------------

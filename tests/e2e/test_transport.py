@@ -209,7 +209,7 @@ async def test_connection_close_is_honoured() -> None:
     assert server.connections == 3
 
 
-async def test_a_connection_the_server_closed_while_idle_is_dropped() -> None:
+async def test_a_server_closing_after_each_answer_costs_only_new_connections() -> None:
     """The server closing after its answer (idle timeout) costs nothing but a new connection."""
     async with (
         raw_server(answering(OK, close_after=True)) as server,
