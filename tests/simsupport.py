@@ -65,6 +65,8 @@ def run_app(app: ASGIApp, *, graceful_timeout: int = 2) -> Iterator[str]:
         log_config=None,
         access_log=False,
         lifespan="on",
+        # As `deepcall-gateway serve`: the app reads X-Forwarded-For itself, or not at all.
+        proxy_headers=False,
         timeout_graceful_shutdown=graceful_timeout,
     )
     server = _ThreadServer(config)
@@ -92,7 +94,7 @@ def run_simulator(sim: Simulator) -> Iterator[str]:
         try:
             yield url
         finally:
-            sim.faults.release()  # held requests would otherwise delay shutdown
+            sim.release_held()  # held requests would otherwise delay shutdown
 
 
 def free_port() -> int:

@@ -7,7 +7,8 @@ and without the trailing slash; other methods get 405.
 A POST is handled in this order, the first failing step answering:
 
 1. Record it (``Simulator.request_count``, ``Simulator.requests``).
-2. Fault switches, if any are on (see ``gateway.simulator.faults``).
+2. Fault switches, if any are on: the request's credential's own, else everyone's
+   (see ``gateway.simulator.faults``).
 3. 1047 "Invalid Request Data": the body is empty, not JSON, or not an object.
 4. 1000 "Invalid parameters": credential form or a parameter is wrong
    (see ``gateway.simulator.params``); shape problems come before identity.
@@ -105,7 +106,7 @@ async def report_count(request: Request) -> Response:
     """``POST …/reportCount``: count the caller's calls that match ``filter``."""
     simulator: Simulator = request.app.state.simulator
     payload = simulator.record(await request.body())
-    faulted = await _fault_response(simulator.faults)
+    faulted = await _fault_response(simulator.faults_of(payload))
     if faulted is not None:
         return faulted
     if payload is NOT_JSON or not isinstance(payload, dict):

@@ -11,6 +11,10 @@ this order, after recording the request:
 4. ``non_json``: answer 200 with an HTML body.
 5. ``wrong_shape``: answer 200 with JSON that is neither success nor error.
 6. ``error_code``: answer 200 with the error shape and that code (any int).
+
+``Simulator.faults`` applies to every request; ``Simulator.faults_for(id)`` to
+the requests of one credential (its ssid or its userId) only, and takes the
+place of the first for them while any of its switches is on.
 """
 
 from __future__ import annotations
@@ -53,6 +57,18 @@ class Faults:
         self.wrong_shape = False
         self.http_status = None
         self.release()
+
+    @property
+    def active(self) -> bool:
+        """Whether any switch is on."""
+        return bool(
+            self.latency > 0
+            or self.hang
+            or self.error_code is not None
+            or self.non_json
+            or self.wrong_shape
+            or self.http_status is not None
+        )
 
     @property
     def hanging(self) -> int:

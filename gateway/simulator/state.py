@@ -49,6 +49,7 @@ class Simulator:
         self.tz = tz
         self.now = now.replace(tzinfo=None, second=0, microsecond=0)
         self.faults = Faults()
+        self._scoped_faults: dict[str, Faults] = {}
         self.requests: list[dict[str, Any]] = []
         self._request_count = 0
         self._recorded = threading.Condition()
@@ -70,8 +71,36 @@ class Simulator:
 
     def close(self) -> None:
         """Release held requests and close the database."""
-        self.faults.release()
+        self.release_held()
         self._store.close()
+
+    # -- fault switches ------------------------------------------------------
+
+    def faults_for(self, credential: str) -> Faults:
+        """Switches for the requests of one credential only: its ssid, or its userId."""
+        return self._scoped_faults.setdefault(credential, Faults())
+
+    def faults_of(self, payload: Any) -> Faults:
+        """The switches that apply to a request: its credential's own while on, else everyone's."""
+        if isinstance(payload, dict):
+            for field in ("ssid", "userId"):
+                scoped = self._scoped_faults.get(str(payload.get(field)))
+                if scoped is not None and scoped.active:
+                    return scoped
+        return self.faults
+
+    def reset_faults(self) -> None:
+        """Every switch off, everyone's and each credential's, and held requests released."""
+        self.faults.reset()
+        for scoped in self._scoped_faults.values():
+            scoped.reset()
+        self._scoped_faults.clear()
+
+    def release_held(self) -> None:
+        """Let every request held by a ``hang`` go on (the switches stay as they are)."""
+        self.faults.release()
+        for scoped in self._scoped_faults.values():
+            scoped.release()
 
     # -- the call log ------------------------------------------------------
 
