@@ -22,7 +22,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway import tracing
+from gateway.breaker import CircuitBreaker
 from gateway.cache import CountCache, KeyMaker
+from gateway.callers import CredentialLedger
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
 from gateway.endpoint import GraphQLEndpoint
@@ -31,7 +33,7 @@ from gateway.ide_fetch import DEFAULT_DEST as DEFAULT_IDE_ASSETS
 from gateway.logs import configure_logging
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
-from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
+from gateway.resilience import RetryBudgets, RetryPolicy
 from gateway.responses import ResponseCache
 from gateway.results import REQUEST_ID_HEADER
 from gateway.schema import create_schema
@@ -156,21 +158,31 @@ async def _serving(
         )
         secret = settings.cache_key_secret
         guards = Guards(
-            breaker=CircuitBreaker(
-                settings.breaker_threshold, settings.breaker_cooldown, clock=clock
+            ledger=CredentialLedger(
+                settings.new_credentials_per_minute, settings.invalid_credential_ttl, clock=clock
             ),
-            budget=RetryBudget(),
-            policy=RetryPolicy(max_retries=settings.upstream_retries),
+            rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
             limiter=ConcurrencyLimiter(
                 settings.upstream_concurrency,
                 settings.upstream_queue,
                 settings.upstream_queue_timeout,
+                per_caller=settings.upstream_caller_concurrency,
             ),
+            breaker=CircuitBreaker(
+                failure_rate=settings.breaker_failure_rate,
+                min_calls=settings.breaker_min_calls,
+                window=settings.breaker_window,
+                cooldown=settings.breaker_cooldown,
+                clock=clock,
+            ),
+            budget=RetryBudgets(),
+            policy=RetryPolicy(max_retries=settings.upstream_retries),
             # The deadline stays on real time: it races real socket timeouts.
             deadline=settings.upstream_deadline,
             try_timeout=settings.upstream_timeout,
         )
         metrics.watch_breaker(guards.breaker)
+        metrics.watch_limiter(guards.limiter)
         try:
             cache = CountCache(
                 settings.cache_maxsize,
@@ -185,11 +197,11 @@ async def _serving(
                 upstream=GuardedClient(
                     UpstreamClient(transport, base_url, metrics, settings.upstream_timeout, tracer),
                     guards,
+                    metrics,
                 ),
                 cache=cache,
                 responses=ResponseCache(cache, maxsize=settings.response_cache),
                 keys=KeyMaker(str(secret).encode() if secret else secrets.token_bytes(32)),
-                rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
                 metrics=metrics,
                 clock=clock,
                 tracer=tracer,

@@ -137,6 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
             workers=settings.workers,
             log_config=None,
             access_log=False,
+            # The gateway reads X-Forwarded-For itself, from GATEWAY_TRUSTED_PROXIES only.
+            proxy_headers=False,
             timeout_graceful_shutdown=settings.shutdown_timeout,
         )
         return 0
@@ -151,6 +153,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_config=None,
         access_log=False,
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1; the gateway
+        # reads it itself, from GATEWAY_TRUSTED_PROXIES only (gateway.callers).
+        proxy_headers=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     return _run(GracefulServer(config, drain_seconds=settings.drain_seconds, on_drain=not_ready))

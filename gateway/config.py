@@ -8,6 +8,7 @@ own in one ``SettingsError``; the service does not start with any of them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,10 +38,13 @@ class Settings:
     upstream_retries: int = 2
     upstream_max_connections: int = 100
     upstream_keepalive: float = 60.0
-    upstream_concurrency: int = 64
+    upstream_concurrency: int = 100
+    upstream_caller_concurrency: int = 64
     upstream_queue: int = 256
     upstream_queue_timeout: float = 1.0
-    breaker_threshold: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_min_calls: int = 20
+    breaker_window: float = 10.0
     breaker_cooldown: float = 10.0
     cache_ttl: float = 15.0
     cache_settle: float = 3600.0
@@ -51,6 +55,9 @@ class Settings:
     redis_url: str = ""
     rate_limit: float = 50.0
     rate_burst: float = 100.0
+    new_credentials_per_minute: float = 30.0
+    invalid_credential_ttl: float = 10.0
+    trusted_proxies: tuple[str, ...] = ()
     max_aliases: int = 50
     max_depth: int = 15
     max_tokens: int = 2_000
@@ -104,8 +111,11 @@ class Settings:
         reader.check("GATEWAY_UPSTREAM_URL", _upstream_url, values["upstream_url"])
         reader.check("GATEWAY_UPSTREAM_TZ", ZoneInfo, values["upstream_tz"])
         reader.check("GATEWAY_REDIS_URL", _redis_url, values["redis_url"])
-        if not reader.problems and values["upstream_deadline"] < values["upstream_timeout"]:
-            reader.fail("GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT")
+        if not reader.problems:
+            _check_together(reader, values)
+        for old, new in _REPLACED.items():
+            if old in environ:
+                reader.fail(f"{old} is no longer read: {new}")
         if (
             values["env"] == "production"
             and values["upstream_url"] == EMBEDDED
@@ -128,9 +138,12 @@ _RANGES: dict[str, tuple[float, float]] = {
     "upstream_max_connections": (1, 10_000),
     "upstream_keepalive": (0, 3600),
     "upstream_concurrency": (1, 10_000),
+    "upstream_caller_concurrency": (1, 10_000),
     "upstream_queue": (0, 100_000),
     "upstream_queue_timeout": (0, 60),
-    "breaker_threshold": (1, 1000),
+    "breaker_failure_rate": (0.01, 1),
+    "breaker_min_calls": (1, 100_000),
+    "breaker_window": (1, 3600),
     "breaker_cooldown": (0.1, 3600),
     "cache_ttl": (0, 86_400),
     "cache_settle": (0, 30 * 86_400),
@@ -139,6 +152,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "cache_maxsize": (1, 10_000_000),
     "rate_limit": (0, 1_000_000),
     "rate_burst": (1, 1_000_000),
+    "new_credentials_per_minute": (0, 1_000_000),
+    "invalid_credential_ttl": (0, 3600),
     "max_aliases": (1, 1000),
     "max_depth": (1, 100),
     "max_tokens": (10, 100_000),
@@ -154,6 +169,31 @@ _RANGES: dict[str, tuple[float, float]] = {
     "drain_seconds": (0, 600),
     "workers": (1, 64),
 }
+
+
+# Settings that once existed, and what replaced them: set, they stop start-up.
+_REPLACED: dict[str, str] = {
+    "GATEWAY_BREAKER_THRESHOLD": (
+        "the breaker now opens on a failure rate, see GATEWAY_BREAKER_FAILURE_RATE, "
+        "GATEWAY_BREAKER_MIN_CALLS and GATEWAY_BREAKER_WINDOW"
+    ),
+}
+
+
+def _check_together(reader: _Reader, values: Mapping[str, Any]) -> None:
+    """Settings that are valid alone but not beside each other."""
+    if values["upstream_deadline"] < values["upstream_timeout"]:
+        reader.fail("GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT")
+    if values["upstream_caller_concurrency"] > values["upstream_concurrency"]:
+        reader.fail(
+            "GATEWAY_UPSTREAM_CALLER_CONCURRENCY must not exceed GATEWAY_UPSTREAM_CONCURRENCY "
+            "(keep it below, so that one caller cannot hold every upstream slot)"
+        )
+    if values["upstream_concurrency"] > values["upstream_max_connections"]:
+        reader.fail(
+            "GATEWAY_UPSTREAM_CONCURRENCY must not exceed GATEWAY_UPSTREAM_MAX_CONNECTIONS "
+            "(calls beyond would wait for a connection, unfairly, within their try's time)"
+        )
 
 
 def _lower(value: str) -> str:
@@ -226,6 +266,16 @@ def _origins(value: str) -> tuple[str, ...]:
     return origins
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    networks = tuple(item.strip() for item in value.split(",") if item.strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an address or CIDR like 10.0.0.0/8") from None
+    return networks
+
+
 def _log_format(value: str) -> str:
     format = value.strip().lower()
     if format not in ("text", "json"):
@@ -244,6 +294,7 @@ def _log_level(value: str) -> str:
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "cache_key_secret": Secret,
     "cors_origins": _origins,
+    "trusted_proxies": _networks,
     "log_level": _log_level,
     "log_format": _log_format,
     "env": _lower,

@@ -16,12 +16,11 @@ from gateway.config import Settings
 from gateway.errors import (
     BadUserInputError,
     GatewayError,
-    RateLimitedError,
     UnauthenticatedError,
 )
 from gateway.metrics import Metrics
 from gateway.responses import ResponseCache
-from gateway.throttle import ConcurrencyLimiter, RateLimiter
+from gateway.throttle import ConcurrencyLimiter
 from gateway.upstream import CountQuery, Credential, GuardedClient
 
 SSID_HEADER = "X-DeepCall-SSID"
@@ -39,7 +38,6 @@ class Services:
     upstream: GuardedClient
     cache: CountCache
     keys: KeyMaker
-    rate_limiter: RateLimiter
     metrics: Metrics
     responses: ResponseCache
     #: Wall-clock seconds since the epoch (injected by tests).
@@ -72,19 +70,21 @@ def credential_from_headers(headers: Mapping[str, str]) -> Credential:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: the credential (or why there is none) and its HMAC, worked out once."""
+    """Who sent a request, worked out once: the credential (or why there is none), its HMAC,
+    and the client's address (``gateway.callers``; never logged)."""
 
     credential: Credential | GatewayError
     principal: bytes | None = None
+    address: str = ""
 
     @classmethod
-    def identify(cls, keys: KeyMaker, headers: Mapping[str, str]) -> Caller:
-        """The caller behind ``headers``."""
+    def identify(cls, keys: KeyMaker, headers: Mapping[str, str], address: str = "") -> Caller:
+        """The caller behind ``headers``, on a request from ``address``."""
         try:
             credential = credential_from_headers(headers)
         except GatewayError as exc:
-            return cls(exc)
-        return cls(credential, keys.principal(credential))
+            return cls(exc, address=address)
+        return cls(credential, keys.principal(credential), address)
 
 
 class FanoutExceededError(BadUserInputError):
@@ -131,6 +131,8 @@ class RequestContext:
     budget: RequestBudget
     #: HMAC of the whole credential (None without a usable one).
     principal: bytes | None = None
+    #: The client's address, as the guards towards the upstream key it.
+    address: str = ""
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -142,7 +144,9 @@ class RequestContext:
         Credential problems are kept and surface per field, so introspection
         works without credentials and each field's error has its path.
         """
-        return cls(services, request_id, caller.credential, budget, caller.principal)
+        return cls(
+            services, request_id, caller.credential, budget, caller.principal, caller.address
+        )
 
     def ttl_for(self, query: CountQuery) -> float:
         """How long to cache ``query``'s count: long once its window ended an hour ago.
@@ -172,25 +176,23 @@ class RequestContext:
         ``CountCache.get_or_start`` for why a future). Only a call that starts
         an upstream call pays for it, against the request's fan-out budget and
         the client's rate limit; joining a call in flight or a cache hit is
-        free. A stale value adds a warning.
+        free. A stale value adds a warning. The guards towards the upstream
+        (``GuardedClient``) decide per call, by credential and client address.
         """
         credential = self.credential
         if isinstance(credential, GatewayError):
             # A fresh instance per field, so tracebacks don't pile up on one object.
             raise type(credential)(credential.message)
-        services, budget = self.services, self.budget
+        services, budget, address = self.services, self.budget, self.address
         assert self.principal is not None
         key = CacheKey.of(self.principal, query)
 
         async def fetch() -> int:
             budget.charge()
-            try:
-                services.rate_limiter.take(key.principal)
-            except RateLimitedError:
-                services.metrics.rate_limited.inc()
-                raise
             async with budget.slots.slot():
-                return await services.upstream.report_count(credential, query)
+                return await services.upstream.report_count(
+                    credential, query, principal=key.principal, address=address
+                )
 
         served = functools.partial(self._served, key, path)
         return services.cache.get_or_start(key, fetch, self.ttl_for(query), served)

@@ -29,6 +29,7 @@ from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 
 from gateway import tracing
+from gateway.callers import TrustedProxies
 from gateway.config import Settings
 from gateway.context import Caller, RequestBudget, RequestContext, Services
 from gateway.documents import DocumentError, Documents, Limits, Prepared
@@ -118,6 +119,7 @@ class GraphQLEndpoint:
         self.settings = settings
         self.ide_local = ide_local
         self.schema = schema
+        self.proxies = TrustedProxies(settings.trusted_proxies)
         self.documents = Documents(
             schema._schema,
             Limits(
@@ -170,7 +172,10 @@ class GraphQLEndpoint:
         self, request: Request, services: Services, record: RequestRecord
     ) -> Response:
         body = b""
-        caller = Caller.identify(services.keys, request.headers)
+        peer = request.client.host if request.client is not None else None
+        caller = Caller.identify(
+            services.keys, request.headers, self.proxies.client_of(peer, request.headers)
+        )
         try:
             if request.method == "GET":
                 if "query" not in request.query_params:

@@ -5,17 +5,23 @@ Every failure a client can see is one of these, and each class carries the
 
     GatewayError
     ├── UnauthenticatedError        UNAUTHENTICATED        no credentials; upstream 1014
+    │   └── KnownInvalidCredentialError*                   1014 a moment ago: not called again
     ├── ForbiddenError              FORBIDDEN              upstream 1015
     ├── BadUserInputError           BAD_USER_INPUT         our validation; upstream 1000, 1047
-    ├── RateLimitedError            RATE_LIMITED           the gateway's own per-client limit
+    ├── RateLimitedError*           RATE_LIMITED           the gateway's own per-client limit
+    │   └── NewCredentialsLimitedError*                    too many new credentials, one address
     ├── InternalServerError         INTERNAL_SERVER_ERROR  anything unexpected (message masked)
     └── UpstreamFailure                                    (abstract) the upstream let us down
         ├── UpstreamError           UPSTREAM_ERROR         upstream 1009; unknown codes
         ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset
-        │   ├── CircuitOpenError                           our breaker is open: not called
-        │   └── OverloadedError                            our concurrency limit: not called
+        │   ├── CircuitOpenError*                          our breaker is open: not called
+        │   │   └── CallerCircuitOpenError*                open for this caller only
+        │   └── OverloadedError*                           our concurrency limit: not called
         ├── UpstreamTimeoutError    UPSTREAM_TIMEOUT       no answer in time
         └── UpstreamBadResponseError UPSTREAM_BAD_RESPONSE non-JSON, wrong shape, non-200
+
+The starred classes are the gateway's own refusals: the upstream was not
+called, and ``refusal`` names the kind (a closed set, for metrics).
 
 Two more codes belong to GraphQL itself and have no class here, because
 graphql-core raises them: ``GRAPHQL_PARSE_FAILED`` and
@@ -37,6 +43,8 @@ class GatewayError(Exception):
 
     code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
     retryable: ClassVar[bool] = False
+    #: For the gateway's own refusals (the upstream was not called): which kind.
+    refusal: ClassVar[str | None] = None
 
     def __init__(self, message: str, *, upstream_code: int | None = None) -> None:
         super().__init__(message)
@@ -57,6 +65,12 @@ class UnauthenticatedError(GatewayError):
     code = "UNAUTHENTICATED"
 
 
+class KnownInvalidCredentialError(UnauthenticatedError):
+    """DeepCall rejected this credential (1014) moments ago: not asked again for a while."""
+
+    refusal = "invalid_credential"
+
+
 class ForbiddenError(GatewayError):
     """The credentials are valid but lack LIST_CALL_LOG (1015)."""
 
@@ -74,6 +88,7 @@ class RateLimitedError(GatewayError):
 
     code = "RATE_LIMITED"
     retryable = True
+    refusal = "rate_limited"
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
@@ -82,6 +97,12 @@ class RateLimitedError(GatewayError):
     def extensions(self) -> dict[str, Any]:
         """The base extensions plus ``retryAfter``, in whole seconds (at least 1)."""
         return {**super().extensions(), "retryAfter": max(1, math.ceil(self.retry_after))}
+
+
+class NewCredentialsLimitedError(RateLimitedError):
+    """One client address tried more new, never-accepted credentials than it may."""
+
+    refusal = "new_credentials"
 
 
 class InternalServerError(GatewayError):
@@ -111,9 +132,19 @@ class UpstreamUnavailableError(UpstreamFailure):
 class CircuitOpenError(UpstreamUnavailableError):
     """The breaker refused the call without making it: the upstream kept failing."""
 
+    refusal = "circuit_open"
+
+
+class CallerCircuitOpenError(CircuitOpenError):
+    """This caller's own circuit refused the call: its questions kept failing."""
+
+    refusal = "caller_circuit_open"
+
 
 class OverloadedError(UpstreamUnavailableError):
     """The concurrency limiter refused the call: too many in flight and waiting."""
+
+    refusal = "overloaded"
 
 
 class UpstreamTimeoutError(UpstreamFailure):
@@ -152,6 +183,21 @@ CODES: tuple[str, ...] = (
     VALIDATION_FAILED,
     RateLimitedError.code,
     InternalServerError.code,
+)
+
+
+#: Every value of ``GatewayError.refusal``: the kinds of refusal, for metric labels.
+REFUSALS: tuple[str, ...] = tuple(
+    refusal
+    for cls in (
+        RateLimitedError,
+        NewCredentialsLimitedError,
+        KnownInvalidCredentialError,
+        OverloadedError,
+        CircuitOpenError,
+        CallerCircuitOpenError,
+    )
+    if (refusal := cls.refusal) is not None
 )
 
 

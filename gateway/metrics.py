@@ -18,13 +18,15 @@ from prometheus_client import (
     generate_latest,
 )
 
+from gateway.breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from gateway.errors import (
+    REFUSALS,
     GatewayError,
     UpstreamBadResponseError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from gateway.resilience import CLOSED, HALF_OPEN, CircuitBreaker
+from gateway.throttle import ConcurrencyLimiter
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 DOCUMENTED_CODES: Final = frozenset({1000, 1009, 1010, 1014, 1015, 1047})
@@ -100,18 +102,39 @@ class Metrics:
             "Stale counts served because a refresh failed transiently",
             registry=registry,
         )
-        self.rate_limited = Counter(
-            "gateway_rate_limited",
-            "Upstream calls refused by the per-client limit",
+        self.refusals = Counter(
+            "gateway_upstream_refusals",
+            "Upstream calls the gateway refused without making them, by reason: rate_limited "
+            "(per credential), new_credentials (per client address), invalid_credential (a "
+            "1014 remembered), overloaded (no upstream slot), circuit_open (the upstream's "
+            "circuit), caller_circuit_open (one caller's circuit)",
+            ["reason"],
             registry=registry,
         )
         self.breaker_state = Gauge(
             "gateway_breaker_state",
-            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            "The upstream's circuit breaker: 0 closed, 1 half-open, 2 open",
             registry=registry,
         )
         self.breaker_opened = Gauge(
-            "gateway_breaker_opened", "Times the circuit breaker has opened", registry=registry
+            "gateway_breaker_opened",
+            "Times the upstream's circuit breaker has opened",
+            registry=registry,
+        )
+        self.caller_circuits_open = Gauge(
+            "gateway_caller_circuits_open",
+            "Callers whose own circuit is open now: their questions kept failing",
+            registry=registry,
+        )
+        self.upstream_slots = Gauge(
+            "gateway_upstream_slots_in_use",
+            "Upstream calls in flight (holding one of GATEWAY_UPSTREAM_CONCURRENCY slots)",
+            registry=registry,
+        )
+        self.upstream_waiting = Gauge(
+            "gateway_upstream_waiting",
+            "Upstream calls waiting for a slot, all callers' queues together",
+            registry=registry,
         )
         self.shared_errors = Counter(
             "gateway_shared_cache_errors",
@@ -122,6 +145,7 @@ class Metrics:
         self._cache_children = {
             result: self.cache.labels(result) for result in ("hit", "miss", "join", "shared")
         }
+        self._refusal_children = {reason: self.refusals.labels(reason) for reason in REFUSALS}
         self._upstream_children = _LabelledPair(self.upstream_calls, self.upstream_seconds)
         self._request_children = _LabelledPair(self.requests, self.request_seconds)
 
@@ -136,6 +160,18 @@ class Metrics:
         """Export ``breaker``'s state, read at scrape time."""
         self.breaker_state.set_function(lambda: _BREAKER_STATES.get(breaker.state, 2))
         self.breaker_opened.set_function(lambda: breaker.opened_total)
+        self.caller_circuits_open.set_function(lambda: breaker.callers_open)
+
+    def watch_limiter(self, limiter: ConcurrencyLimiter) -> None:
+        """Export the upstream limiter's slots in use and calls waiting, read at scrape time."""
+        self.upstream_slots.set_function(lambda: limiter.in_use)
+        self.upstream_waiting.set_function(lambda: limiter.waiting)
+
+    def observe_refusal(self, error: BaseException) -> None:
+        """Count ``error`` if it is one of the gateway's own refusals (see ``gateway.errors``)."""
+        refusal = error.refusal if isinstance(error, GatewayError) else None
+        if refusal is not None:
+            self._refusal_children[refusal].inc()
 
     def observe_upstream(self, error: BaseException | None, seconds: float) -> None:
         """Count one upstream try and its duration."""

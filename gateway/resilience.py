@@ -4,9 +4,10 @@ Each is small and pure: time, jitter and sleeping are injected (``clock``,
 ``random``, ``sleep``), so tests are deterministic and never wait for real.
 
 - ``RetryBudget``: retries may add at most ``ratio`` of the first tries (Finagle's budget).
+- ``RetryBudgets``: that budget for the whole gateway, shared fairly between callers.
 - ``RetryPolicy``: how many retries, and full-jitter exponential backoff between them.
-- ``CircuitBreaker``: stop calling an upstream that keeps failing; probe it once in a while.
-- ``call_with_retries``: the one place that composes the budget, the policy and the breaker.
+- ``call_with_retries``: the one place that composes the budget, the policy and the
+  breaker (``gateway.breaker``).
 
 Refusals of our own are distinguishable subclasses of ``UpstreamUnavailableError``
 (``CircuitOpenError``, ``OverloadedError`` from ``gateway.throttle``): clients see
@@ -17,13 +18,13 @@ retries its own refusal.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from gateway.breaker import CircuitBreaker, Outcome
 from gateway.errors import (
     CircuitOpenError,
     GatewayError,
@@ -33,23 +34,16 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 
-logger = logging.getLogger("gateway.resilience")
-
 T = TypeVar("T")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Random = Callable[[], float]
 
-CLOSED: Final = "closed"
-OPEN: Final = "open"
-HALF_OPEN: Final = "half_open"
-
 # The upstream code that means "something went wrong, try again" (1010 is already
 # an UpstreamUnavailableError); every other upstream code is an answer, not a fault.
 TRANSIENT_UPSTREAM_CODE: Final = 1009
 
-_OPEN_MESSAGE: Final = "DeepCall is failing; the gateway is not calling it for a while"
 _DEADLINE_MESSAGE: Final = "DeepCall did not answer within the deadline"
 
 # Token arithmetic in floats: 5 deposits of 0.2 must buy a retry even if they sum to 0.99…
@@ -106,6 +100,66 @@ class RetryBudget:
         return True
 
 
+class RetryBudgets:
+    """The gateway's retry budget, shared fairly: one bucket for all, and one per caller.
+
+    A retry needs a token from its caller's bucket and from the gateway's, and
+    every first try deposits ``ratio`` in both. A caller's bucket holds at most
+    ``caller_cap`` (default half the gateway's ``cap``), so however its calls
+    fail, one caller can take at most that much more than its own first tries
+    earned: the rest of the gateway's reserve stays for the transient failures
+    of everyone else. The gateway's bucket keeps the whole process within
+    ``retries <= ratio * first tries + cap``, however many callers there are.
+    Callers are keys (a credential's HMAC). Only buckets below their cap are
+    kept (a caller not kept has a full one), at most ``max_callers``, the
+    longest kept forgotten first.
+    """
+
+    def __init__(
+        self,
+        ratio: float = 0.2,
+        cap: float = 10.0,
+        caller_cap: float | None = None,
+        max_callers: int = 100_000,
+    ) -> None:
+        caller_cap = cap / 2 if caller_cap is None else caller_cap
+        if caller_cap < 0:
+            raise ValueError("RetryBudgets caller_cap must not be negative")
+        self._ratio = ratio
+        self._caller_cap = caller_cap
+        self._max_callers = max_callers
+        self.gateway = RetryBudget(ratio, cap)
+        """The bucket all callers share."""
+        self._short: dict[bytes, float] = {}  # callers whose bucket is below its cap
+
+    def balance(self, caller: bytes) -> float:
+        """Retries ``caller`` may make now: the smaller of its own tokens and the gateway's."""
+        return min(self._short.get(caller, self._caller_cap), self.gateway.balance)
+
+    def deposit(self, caller: bytes) -> None:
+        """Record a first try by ``caller``: earns ``ratio`` of a retry in both buckets."""
+        self.gateway.deposit()
+        own = self._short.get(caller)
+        if own is None:
+            return  # full already: the usual case
+        own += self._ratio
+        if own >= self._caller_cap - _EPSILON:
+            del self._short[caller]
+        else:
+            self._short[caller] = own
+
+    def try_withdraw(self, caller: bytes) -> bool:
+        """Take a token from ``caller``'s bucket and the gateway's; ``False`` (taking none) else."""
+        short = self._short
+        own = short.get(caller, self._caller_cap)
+        if own < 1 - _EPSILON or not self.gateway.try_withdraw():
+            return False
+        short[caller] = own - 1
+        if len(short) > self._max_callers:
+            del short[next(iter(short))]
+        return True
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often to retry a transient failure, and how long to wait before each retry."""
@@ -129,96 +183,12 @@ class RetryPolicy:
         return random() * ceiling
 
 
-class CircuitBreaker:
-    """Stops calling an upstream after ``threshold`` consecutive transient failures.
-
-    Closed: calls pass; ``record_failure`` counts consecutive failures and
-    ``record_success`` resets the count; at ``threshold`` the breaker opens.
-    Open: ``before_call`` raises ``CircuitOpenError`` until ``cooldown`` seconds
-    have passed; then the next ``before_call`` turns it half open and lets that
-    one call through as the probe, while every other call still fails fast.
-    The probe's success closes the breaker; its failure opens it for another
-    cooldown. Outcomes reported while open (calls that started before it
-    opened) change nothing: the cooldown runs its course.
-
-    The owner of a call that ends neither in success nor in a transient failure
-    (cancelled, or a fault that says nothing about the upstream's health) calls
-    ``record_neutral``: the consecutive count is left as it is and, if that call
-    was the probe, the half-open slot is freed so that the next call probes.
-    """
-
-    def __init__(
-        self, threshold: int = 5, cooldown: float = 10.0, clock: Clock = time.monotonic
-    ) -> None:
-        if threshold < 1 or cooldown < 0:
-            raise ValueError("CircuitBreaker needs threshold >= 1 and cooldown >= 0")
-        self._threshold = threshold
-        self._cooldown = cooldown
-        self._clock = clock
-        self._state: str = CLOSED
-        self._failures = 0
-        self._opened_at = 0.0
-        self._probing = False
-        self.opened_total = 0
-        """How many times the breaker has opened (for metrics)."""
-
-    @property
-    def state(self) -> str:
-        """``"closed"``, ``"open"`` or ``"half_open"``; open stays open until a call asks."""
-        return self._state
-
-    @property
-    def consecutive_failures(self) -> int:
-        """Transient failures since the last success (while closed)."""
-        return self._failures
-
-    def before_call(self) -> None:
-        """Let a call through, or raise ``CircuitOpenError`` without making it."""
-        if self._state == CLOSED:
-            return
-        if self._state == OPEN:
-            if self._clock() - self._opened_at < self._cooldown:
-                raise CircuitOpenError(_OPEN_MESSAGE)
-            self._state = HALF_OPEN
-        if self._probing:
-            raise CircuitOpenError(_OPEN_MESSAGE)
-        self._probing = True
-
-    def record_success(self) -> None:
-        """The upstream answered: reset the count, and close if this was the probe."""
-        if self._state == OPEN:
-            return
-        if self._state == HALF_OPEN:
-            logger.info("circuit closed: DeepCall answered the probe")
-        self._state = CLOSED
-        self._failures = 0
-        self._probing = False
-
-    def record_failure(self) -> None:
-        """A transient failure: count it, and open at ``threshold`` or if the probe failed."""
-        if self._state == OPEN:
-            return
-        self._failures += 1
-        if self._state == HALF_OPEN or self._failures >= self._threshold:
-            self._open()
-
-    def record_neutral(self) -> None:
-        """Neither success nor failure (cancelled, or not the upstream's fault): free the probe."""
-        self._probing = False
-
-    def _open(self) -> None:
-        logger.warning("circuit opened after %d consecutive failures", self._failures)
-        self._state = OPEN
-        self._opened_at = self._clock()
-        self._probing = False
-        self.opened_total += 1
-
-
 async def call_with_retries(
     call: Callable[[float], Awaitable[T]],
     *,
+    caller: bytes,
     policy: RetryPolicy,
-    budget: RetryBudget,
+    budget: RetryBudgets,
     breaker: CircuitBreaker,
     deadline: float,
     try_timeout: float,
@@ -227,59 +197,68 @@ async def call_with_retries(
     random: Random = random.random,
     bounded: bool = False,
 ) -> T:
-    """``await call(timeout)``, retrying transient failures within ``deadline`` seconds.
+    """``await call(timeout)`` for ``caller``, retrying transient failures within ``deadline``.
 
-    Each try asks the breaker first and gets ``min(try_timeout, time left)``,
-    which ``call`` applies to its own HTTP call; unless ``call`` is
-    ``bounded`` (keeps to that limit as a whole, raising a timeout of its own)
-    the same timeout also guards the try here, and its expiry becomes
-    ``UpstreamTimeoutError``. A transient
-    failure (``is_transient``) counts against the breaker and is retried after
-    a full-jitter backoff while retries remain, the budget has a token, the
-    breaker is not open, and the wait leaves time before the deadline;
-    otherwise the last error is raised, or ``UpstreamTimeoutError`` once the
-    deadline itself has passed.
+    The breaker is asked once, before the first try (``CircuitOpenError``
+    raised there means no call at all), and told the outcome of the whole
+    call once, at the end: a logical call, not its tries, is what it counts.
+    Each try gets ``min(try_timeout, time left)``, which ``call`` applies to
+    its own HTTP call; unless ``call`` is ``bounded`` (keeps to that limit as a
+    whole, raising a timeout of its own) the same timeout also guards the try
+    here, and its expiry becomes ``UpstreamTimeoutError``. A transient failure
+    (``is_transient``) is retried after a full-jitter backoff while retries
+    remain, ``caller``'s share of the budget has a token, no circuit that
+    concerns ``caller`` is open, the call is not a circuit's probe (a probe is
+    one try), and the wait leaves time before the deadline; otherwise the last
+    error is raised (``UpstreamTimeoutError`` once the deadline itself has
+    passed), and the breaker hears of a failure.
 
     Anything else is raised at once. An error carrying an ``upstream_code``
     (1000, 1014, 1015, 1047, unknown codes) proves the upstream alive and
-    answering, so it counts as a breaker success; other errors (a bad response,
-    a refusal of ours, a bug) and cancellation are neutral: they count neither
-    way but free the breaker's probe slot. The budget earns one deposit per call.
+    answering, so it counts as a success; other errors (a bad response, a
+    refusal of ours, a bug) and cancellation are neutral. The budget earns one
+    deposit per call.
     """
     give_up_at = clock() + deadline
-    budget.deposit()
-    attempt = 0
-    while True:
-        remaining = give_up_at - clock()
-        if remaining <= 0:
-            raise UpstreamTimeoutError(_DEADLINE_MESSAGE)
-        breaker.before_call()
-        timeout = min(try_timeout, remaining)
-        try:
-            result = await (call(timeout) if bounded else _guarded(call, timeout))
-        except BaseException as exc:
-            if not is_transient(exc):
-                if isinstance(exc, GatewayError) and exc.upstream_code is not None:
-                    breaker.record_success()
-                else:
-                    breaker.record_neutral()
-                raise
-            breaker.record_failure()
-            error = exc
-        else:
-            breaker.record_success()
-            return result
+    permit = breaker.admit(caller)
+    outcome = Outcome.NEUTRAL
+    try:
+        budget.deposit(caller)
+        probe = permit.probes_caller or permit.probes_upstream
+        attempt = 0
+        while True:
+            remaining = give_up_at - clock()
+            if remaining <= 0:
+                if attempt:
+                    outcome = Outcome.FAILURE
+                raise UpstreamTimeoutError(_DEADLINE_MESSAGE)
+            timeout = min(try_timeout, remaining)
+            try:
+                result = await (call(timeout) if bounded else _guarded(call, timeout))
+            except Exception as exc:
+                if not is_transient(exc):
+                    if isinstance(exc, GatewayError) and exc.upstream_code is not None:
+                        outcome = Outcome.SUCCESS
+                    raise
+                error = exc
+            else:
+                outcome = Outcome.SUCCESS
+                return result
 
-        if attempt >= policy.max_retries or breaker.state == OPEN:
-            raise error
-        remaining = give_up_at - clock()
-        if remaining <= 0:
-            raise UpstreamTimeoutError(_DEADLINE_MESSAGE) from error
-        delay = policy.backoff(attempt, random)
-        if delay >= remaining or not budget.try_withdraw():
-            raise error
-        await sleep(delay)
-        attempt += 1
+            outcome = Outcome.FAILURE
+            if attempt >= policy.max_retries or probe or breaker.is_open(caller):
+                raise error
+            remaining = give_up_at - clock()
+            if remaining <= 0:
+                raise UpstreamTimeoutError(_DEADLINE_MESSAGE) from error
+            delay = policy.backoff(attempt, random)
+            if delay >= remaining or not budget.try_withdraw(caller):
+                raise error
+            outcome = Outcome.NEUTRAL  # cancelled while waiting: no verdict
+            await sleep(delay)
+            attempt += 1
+    finally:
+        breaker.record(permit, outcome)
 
 
 async def _guarded(call: Callable[[float], Awaitable[T]], seconds: float) -> T:

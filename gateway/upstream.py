@@ -19,6 +19,8 @@ import httpx
 import orjson
 
 from gateway import tracing
+from gateway.breaker import CircuitBreaker
+from gateway.callers import CredentialLedger
 from gateway.errors import (
     GatewayError,
     UpstreamBadResponseError,
@@ -27,8 +29,8 @@ from gateway.errors import (
     from_upstream_code,
 )
 from gateway.metrics import Metrics, upstream_result
-from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy, call_with_retries
-from gateway.throttle import ConcurrencyLimiter
+from gateway.resilience import RetryBudgets, RetryPolicy, call_with_retries
+from gateway.throttle import ConcurrencyLimiter, RateLimiter
 from gateway.transport import PooledTransport
 
 if TYPE_CHECKING:
@@ -219,41 +221,78 @@ _HEADERS: Final = {"content-type": "application/json", "accept": "application/js
 
 @dataclass(frozen=True)
 class Guards:
-    """What stands between the gateway and the upstream (one of each per process)."""
+    """What stands between the gateway and the upstream (one of each per process).
 
-    breaker: CircuitBreaker
-    budget: RetryBudget
-    policy: RetryPolicy
+    Each is shared by every caller and divided fairly between them: see each
+    class's docstring for how.
+    """
+
+    ledger: CredentialLedger
+    rate_limiter: RateLimiter
     limiter: ConcurrencyLimiter
+    breaker: CircuitBreaker
+    budget: RetryBudgets
+    policy: RetryPolicy
     deadline: float
     try_timeout: float
     clock: Callable[[], float] = time.monotonic
 
 
 class GuardedClient:
-    """``reportCount`` behind a concurrency limit, a circuit breaker and budgeted retries."""
+    """``reportCount`` behind every guard, in this order, each keyed by the caller.
 
-    def __init__(self, client: UpstreamClient, guards: Guards) -> None:
+    The credential ledger (one call at a time for a credential DeepCall has not
+    accepted yet, known-invalid ones refused, new ones limited per client
+    address), the credential's rate limit, an upstream slot (the caller's fair
+    share), then the circuit breaker and budgeted retries (``call_with_retries``).
+    A refusal by any of them is raised without calling the upstream, and counted.
+    """
+
+    def __init__(
+        self, client: UpstreamClient, guards: Guards, metrics: Metrics | None = None
+    ) -> None:
         self._client = client
         self.guards = guards
+        self._metrics = metrics
 
-    async def report_count(self, credential: Credential, query: CountQuery) -> int:
-        """Like ``UpstreamClient.report_count``, within the deadline and the guards."""
+    async def report_count(
+        self, credential: Credential, query: CountQuery, *, principal: bytes, address: str
+    ) -> int:
+        """Like ``UpstreamClient.report_count``, within the deadline and the guards.
+
+        ``principal`` is the HMAC of ``credential`` (the key every guard divides
+        by) and ``address`` the client's (``gateway.callers``).
+        """
         guards = self.guards
         attempt = functools.partial(self._client.report_count, credential, query)
-        # The slot is held across retries: waiting for one is not the upstream's fault,
-        # so it must not run down a try's timeout and count against the breaker.
-        async with guards.limiter.slot():
-            return await call_with_retries(
-                attempt,
-                policy=guards.policy,
-                budget=guards.budget,
-                breaker=guards.breaker,
-                deadline=guards.deadline,
-                try_timeout=guards.try_timeout,
-                clock=guards.clock,
-                bounded=self._client.bounds_itself,
-            )
+        try:
+            ledger = guards.ledger
+            taken = None if ledger.knows(principal) else await ledger.admit(principal, address)
+            try:
+                guards.rate_limiter.take(principal)
+                # The slot is held across retries: waiting for one is not the upstream's
+                # fault, so it must not run down a try's timeout and count against the breaker.
+                async with guards.limiter.slot(principal):
+                    count = await call_with_retries(
+                        attempt,
+                        caller=principal,
+                        policy=guards.policy,
+                        budget=guards.budget,
+                        breaker=guards.breaker,
+                        deadline=guards.deadline,
+                        try_timeout=guards.try_timeout,
+                        clock=guards.clock,
+                        bounded=self._client.bounds_itself,
+                    )
+            except BaseException as exc:
+                ledger.settle(principal, taken, exc)
+                raise
+        except GatewayError as exc:
+            if exc.refusal is not None and self._metrics is not None:
+                self._metrics.observe_refusal(exc)
+            raise
+        ledger.settle(principal, taken, None)
+        return count
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -51,6 +51,14 @@ def test_every_setting_is_read_from_its_key() -> None:
             "GATEWAY_UPSTREAM_TZ": "Europe/Berlin",
             "GATEWAY_UPSTREAM_TIMEOUT": "2.5",
             "GATEWAY_UPSTREAM_MAX_CONNECTIONS": "7",
+            "GATEWAY_UPSTREAM_CONCURRENCY": "6",
+            "GATEWAY_UPSTREAM_CALLER_CONCURRENCY": "4",
+            "GATEWAY_BREAKER_FAILURE_RATE": "0.25",
+            "GATEWAY_BREAKER_MIN_CALLS": "8",
+            "GATEWAY_BREAKER_WINDOW": "30",
+            "GATEWAY_NEW_CREDENTIALS_PER_MINUTE": "5",
+            "GATEWAY_INVALID_CREDENTIAL_TTL": "2.5",
+            "GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1,fd00::/8",
             "GATEWAY_CACHE_TTL": "0",
             "GATEWAY_CACHE_MAXSIZE": "123",
             "GATEWAY_CACHE_KEY_SECRET": SECRET,
@@ -71,6 +79,13 @@ def test_every_setting_is_read_from_its_key() -> None:
     assert settings.zone == ZoneInfo("Europe/Berlin")
     assert settings.upstream_timeout == 2.5
     assert settings.upstream_max_connections == 7
+    assert (settings.upstream_concurrency, settings.upstream_caller_concurrency) == (6, 4)
+    assert settings.breaker_failure_rate == 0.25
+    assert settings.breaker_min_calls == 8
+    assert settings.breaker_window == 30.0
+    assert settings.new_credentials_per_minute == 5.0
+    assert settings.invalid_credential_ttl == 2.5
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.168.1.1", "fd00::/8")
     assert settings.cache_ttl == 0.0
     assert settings.cache_maxsize == 123
     assert settings.cache_key_secret is not None
@@ -134,6 +149,17 @@ def test_booleans_accept_true_false_one_zero(raw: str, expected: bool) -> None:
         ("GATEWAY_CORS_ORIGINS", "dash.example.com"),
         ("GATEWAY_CORS_ORIGINS", "https://ok.example.com,ftp://files.example.com"),
         ("GATEWAY_CORS_ORIGINS", "*"),
+        ("GATEWAY_BREAKER_FAILURE_RATE", "0"),
+        ("GATEWAY_BREAKER_FAILURE_RATE", "1.5"),
+        ("GATEWAY_BREAKER_MIN_CALLS", "0"),
+        ("GATEWAY_BREAKER_WINDOW", "0.5"),
+        ("GATEWAY_NEW_CREDENTIALS_PER_MINUTE", "-1"),
+        ("GATEWAY_INVALID_CREDENTIAL_TTL", "3601"),
+        # bad networks
+        ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("GATEWAY_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"),
+        # settings that were replaced
+        ("GATEWAY_BREAKER_THRESHOLD", "5"),
         # bad log level
         ("GATEWAY_LOG_LEVEL", "loud"),
         # bad bool
@@ -147,6 +173,51 @@ def test_a_bad_value_is_one_line_naming_its_key(key: str, value: str) -> None:
 
     assert len(lines) == 1, lines
     assert key in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (
+            {"GATEWAY_UPSTREAM_CONCURRENCY": "16"},
+            "GATEWAY_UPSTREAM_CALLER_CONCURRENCY must not exceed GATEWAY_UPSTREAM_CONCURRENCY",
+        ),
+        (
+            {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "50"},
+            "GATEWAY_UPSTREAM_CONCURRENCY must not exceed GATEWAY_UPSTREAM_MAX_CONNECTIONS",
+        ),
+        (
+            {"GATEWAY_UPSTREAM_TIMEOUT": "20"},
+            "GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT",
+        ),
+    ],
+)
+def test_settings_that_contradict_each_other_are_one_line(
+    settings: dict[str, str], named: str
+) -> None:
+    """A value valid alone but not beside the defaults of another is refused, saying which."""
+    lines = problems(settings)
+
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(named)
+
+
+def test_the_defaults_leave_one_caller_short_of_every_upstream_slot() -> None:
+    """By default one caller may hold 64 of 100 upstream slots: 36 stay for the others."""
+    defaults = Settings()
+
+    assert defaults.upstream_caller_concurrency < defaults.upstream_concurrency
+    assert defaults.upstream_concurrency <= defaults.upstream_max_connections
+
+
+def test_a_replaced_setting_says_what_replaced_it() -> None:
+    """GATEWAY_BREAKER_THRESHOLD, set, stops start-up and names the settings to use instead."""
+    lines = problems({"GATEWAY_BREAKER_THRESHOLD": "5"})
+
+    assert lines == [
+        "GATEWAY_BREAKER_THRESHOLD is no longer read: the breaker now opens on a failure rate, "
+        "see GATEWAY_BREAKER_FAILURE_RATE, GATEWAY_BREAKER_MIN_CALLS and GATEWAY_BREAKER_WINDOW"
+    ]
 
 
 def test_a_time_zone_directory_is_one_line_naming_its_key() -> None:
@@ -259,10 +330,13 @@ def test_every_numeric_setting_reads_its_key_and_checks_its_range() -> None:
         if type(default) not in (int, float):
             continue
         key = f"GATEWAY_{field.name.upper()}"
-        bumped = default + 1
+        bumped = default / 2 if field.name == "breaker_failure_rate" else default + 1
         environ = {key: str(bumped)}
+        # Settings that must stay within another's: move the other out of the way.
         if field.name == "upstream_timeout":
             environ["GATEWAY_UPSTREAM_DEADLINE"] = "900"
+        if field.name == "upstream_concurrency":
+            environ["GATEWAY_UPSTREAM_MAX_CONNECTIONS"] = "1000"
         assert getattr(Settings.from_environ(environ), field.name) == bumped, key
         with pytest.raises(SettingsError) as caught:
             Settings.from_environ({key: "-99999999"})

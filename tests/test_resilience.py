@@ -1,13 +1,14 @@
-"""Unit tests for the retry budget and policy, the breaker, the limiters and call_with_retries."""
+"""Unit tests for the retry budgets and policy, and call_with_retries with the breaker."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from simsupport import FakeClock
 
+from gateway.breaker import CLOSED, OPEN, CircuitBreaker, Outcome
 from gateway.errors import (
     BadUserInputError,
     CircuitOpenError,
@@ -20,12 +21,14 @@ from gateway.errors import (
     from_upstream_code,
 )
 from gateway.resilience import (
-    CircuitBreaker,
     RetryBudget,
+    RetryBudgets,
     RetryPolicy,
     call_with_retries,
     is_transient,
 )
+
+A, B = b"tenant-a", b"tenant-b"
 
 
 class FakeSleep:
@@ -45,13 +48,13 @@ class Hang:
 
 
 HANG = Hang()
-Outcome = int | BaseException | Hang
+Scripted = int | BaseException | Hang
 
 
 class FakeCall:
     """An upstream call that plays a script of outcomes and records the timeouts it was given."""
 
-    def __init__(self, clock: FakeClock, script: list[Outcome], took: float = 0.0) -> None:
+    def __init__(self, clock: FakeClock, script: list[Scripted], took: float = 0.0) -> None:
         self.clock = clock
         self.script = list(script)
         self.took = took
@@ -78,17 +81,18 @@ class FakeCall:
 class Harness:
     """One fake clock and sleep, and the pieces call_with_retries composes, with test defaults."""
 
-    def __init__(self, *, threshold: int = 10**9, cooldown: float = 10.0) -> None:
+    def __init__(self, *, min_calls: int = 10**9, cooldown: float = 10.0) -> None:
         self.clock = FakeClock()
         self.sleep = FakeSleep(self.clock)
         self.policy = RetryPolicy()
-        self.budget = RetryBudget()
-        self.breaker = CircuitBreaker(threshold=threshold, cooldown=cooldown, clock=self.clock)
+        self.budget = RetryBudgets()
+        self.breaker = CircuitBreaker(min_calls=min_calls, cooldown=cooldown, clock=self.clock)
 
     async def run(
         self,
-        call: FakeCall,
+        call: Callable[[float], Awaitable[int]],
         *,
+        caller: bytes = A,
         deadline: float = 30.0,
         try_timeout: float = 5.0,
         random: Callable[[], float] = lambda: 0.5,
@@ -96,6 +100,7 @@ class Harness:
         """call_with_retries with this harness's pieces."""
         return await call_with_retries(
             call,
+            caller=caller,
             policy=self.policy,
             budget=self.budget,
             breaker=self.breaker,
@@ -225,6 +230,64 @@ def test_a_refused_withdrawal_takes_nothing() -> None:
     assert budget.balance == pytest.approx(0.4)
 
 
+# RetryBudgets: the budget shared fairly
+
+
+def test_a_caller_may_take_at_most_half_the_gateways_reserve_beyond_its_earnings() -> None:
+    """A caller failing without end withdraws its own 5 tokens; the other 5 stay for B."""
+    budgets = RetryBudgets(ratio=0.2, cap=10.0)
+
+    taken = sum(budgets.try_withdraw(A) for _ in range(100))
+
+    assert taken == 5
+    assert budgets.gateway.balance == pytest.approx(5.0)
+    assert [budgets.try_withdraw(B) for _ in range(6)] == [True] * 5 + [False]
+
+
+def test_a_caller_keeps_retrying_at_the_rate_its_own_first_tries_earn() -> None:
+    """After its reserve, 100 more first tries by A buy A 20 retries, and leave B's share whole."""
+    budgets = RetryBudgets(ratio=0.2, cap=10.0)
+    while budgets.try_withdraw(A):
+        pass
+
+    retries = 0
+    for _ in range(100):
+        budgets.deposit(A)
+        retries += budgets.try_withdraw(A)
+
+    assert retries == 20
+    assert budgets.balance(B) == pytest.approx(5.0)
+
+
+def test_both_buckets_must_hold_a_token_and_a_refusal_takes_from_neither() -> None:
+    """With the gateway's bucket empty a caller's full bucket buys nothing, and keeps its tokens."""
+    budgets = RetryBudgets(ratio=0.2, cap=2.0, caller_cap=2.0)
+    assert budgets.try_withdraw(A)
+    assert budgets.try_withdraw(B)
+
+    assert budgets.try_withdraw(A) is False
+    assert budgets.balance(A) == 0.0  # the gateway's is empty
+    budgets.deposit(B)
+    budgets.deposit(B)
+    budgets.deposit(B)
+    budgets.deposit(B)
+    budgets.deposit(B)
+    assert budgets.try_withdraw(A) is True  # A still had its own token; B's deposits paid
+
+
+def test_the_gateways_bound_holds_however_many_callers_fail() -> None:
+    """1,000 callers making one failing call each: retries <= 0.2 * calls + cap, not per caller."""
+    budgets = RetryBudgets(ratio=0.2, cap=10.0)
+    retries = 0
+    callers = [f"caller-{n}".encode() for n in range(1000)]
+    for caller in callers:
+        budgets.deposit(caller)
+        while budgets.try_withdraw(caller):
+            retries += 1
+
+    assert retries <= 0.2 * 1000 + 10
+
+
 async def test_a_dead_upstream_sees_at_most_ratio_more_calls_than_the_clients_make() -> None:
     """Over 1000 calls to an always-failing upstream, attempts <= 1.2 * 1000 + cap."""
     harness = Harness()
@@ -316,7 +379,7 @@ async def test_max_retries_zero_tries_once() -> None:
 async def test_an_empty_budget_stops_retrying() -> None:
     """When the budget has no whole token the first failure is final."""
     harness = Harness()
-    harness.budget = RetryBudget(ratio=0.0, cap=0.0)
+    harness.budget = RetryBudgets(ratio=0.0, cap=0.0)
     error = from_upstream_code(1009)
     call = FakeCall(harness.clock, [error, 7])
 
@@ -327,17 +390,18 @@ async def test_an_empty_budget_stops_retrying() -> None:
 
 
 async def test_each_call_deposits_once_and_each_retry_withdraws_once() -> None:
-    """A call with two retries moves the balance by +ratio, then -2."""
+    """A call with two retries moves the caller's and the gateway's balances by +ratio, then -2."""
     harness = Harness()
-    harness.budget = RetryBudget(ratio=0.2, cap=10.0)
-    while harness.budget.try_withdraw():
+    harness.budget = RetryBudgets(ratio=0.2, cap=10.0, caller_cap=10.0)
+    while harness.budget.try_withdraw(A):
         pass
     for _ in range(15):
-        harness.budget.deposit()  # 3.0 tokens
+        harness.budget.deposit(A)  # 3.0 tokens in each bucket
     call = FakeCall(harness.clock, [from_upstream_code(1009), from_upstream_code(1009), 7])
 
     assert await harness.run(call) == 7
-    assert harness.budget.balance == pytest.approx(3.0 + 0.2 - 2)
+    assert harness.budget.balance(A) == pytest.approx(3.0 + 0.2 - 2)
+    assert harness.budget.gateway.balance == pytest.approx(3.0 + 0.2 - 2)
 
 
 # call_with_retries: time
@@ -397,18 +461,9 @@ async def test_a_try_that_overruns_its_timeout_is_cut_off() -> None:
         return 7
 
     with pytest.raises(UpstreamTimeoutError, match="did not answer in time"):
-        await call_with_retries(
-            ignores_timeout,
-            policy=harness.policy,
-            budget=harness.budget,
-            breaker=harness.breaker,
-            deadline=30.0,
-            try_timeout=0.001,
-            clock=harness.clock,
-            sleep=harness.sleep,
-        )
+        await harness.run(ignores_timeout, try_timeout=0.001)
     assert seen == [0.001]
-    assert harness.breaker.consecutive_failures == 1
+    assert harness.breaker.counts(A) == (1, 1)
 
 
 async def test_a_bounded_call_is_trusted_with_its_own_timeout() -> None:
@@ -425,6 +480,7 @@ async def test_a_bounded_call_is_trusted_with_its_own_timeout() -> None:
 
     result = await call_with_retries(
         overruns_then_answers,
+        caller=A,
         policy=harness.policy,
         budget=harness.budget,
         breaker=harness.breaker,
@@ -450,72 +506,112 @@ async def test_a_timeout_error_from_the_callee_itself_is_not_mistaken_for_ours()
 # call_with_retries with the breaker
 
 
-async def test_success_resets_the_breakers_count() -> None:
-    """A retried call that finally succeeds leaves the breaker closed with no failures."""
-    harness = Harness(threshold=3)
+async def test_a_call_and_its_retries_count_once_for_the_breaker() -> None:
+    """Two failed tries and a success are one logical call, and a success."""
+    harness = Harness()
     call = FakeCall(harness.clock, [from_upstream_code(1009), from_upstream_code(1009), 7])
 
     assert await harness.run(call) == 7
-    assert harness.breaker.state == "closed"
-    assert harness.breaker.consecutive_failures == 0
+    assert call.calls == 3
+    assert harness.breaker.counts(A) == (1, 0)
+
+
+async def test_a_call_failing_every_try_counts_as_one_failure() -> None:
+    """Three failed tries are one failed call for the breaker."""
+    harness = Harness()
+    call = FakeCall(harness.clock, [from_upstream_code(1010)])
+
+    with pytest.raises(GatewayError):
+        await harness.run(call)
+
+    assert call.calls == 3
+    assert harness.breaker.counts(A) == (1, 1)
+    assert harness.breaker.counts() == (1, 1)
 
 
 async def test_an_upstream_answer_counts_as_a_breaker_success() -> None:
-    """A 1014 proves the upstream alive: the consecutive failure count resets."""
-    harness = Harness(threshold=3)
-    harness.breaker.record_failure()
-    harness.breaker.record_failure()
+    """A 1014 proves the upstream alive: one success, no failure."""
+    harness = Harness()
 
     with pytest.raises(GatewayError):
         await harness.run(FakeCall(harness.clock, [from_upstream_code(1014)]))
 
-    assert harness.breaker.consecutive_failures == 0
+    assert harness.breaker.counts(A) == (1, 0)
 
 
 async def test_a_bad_response_is_neutral_for_the_breaker() -> None:
-    """A malformed answer neither resets nor adds to the consecutive failure count."""
-    harness = Harness(threshold=3)
-    harness.breaker.record_failure()
-    harness.breaker.record_failure()
+    """A malformed answer counts neither way."""
+    harness = Harness()
 
     with pytest.raises(UpstreamBadResponseError):
         await harness.run(FakeCall(harness.clock, [UpstreamBadResponseError("bad")]))
 
-    assert harness.breaker.consecutive_failures == 2
-    assert harness.breaker.state == "closed"
+    assert harness.breaker.counts(A) == (0, 0)
 
 
-async def test_the_failure_that_opens_the_breaker_ends_the_retries() -> None:
-    """Once a failure opens the breaker there is no wait and no retry; the last error is raised."""
-    harness = Harness(threshold=2)
-    harness.breaker.record_failure()
+async def test_two_failing_questions_do_not_stop_the_next_good_one() -> None:
+    """With the default volume of 20, two failed calls then a good one: the good one is made."""
+    harness = Harness(min_calls=20)
+    for _ in range(2):
+        with pytest.raises(GatewayError):
+            await harness.run(FakeCall(harness.clock, [from_upstream_code(1009)]))
+
+    good = FakeCall(harness.clock, [7])
+    assert await harness.run(good) == 7
+    assert good.calls == 1
+
+
+async def test_a_circuit_opened_meanwhile_ends_the_retries() -> None:
+    """When A's circuit opens while a call is trying, it is not retried; its error is raised."""
+    harness = Harness(min_calls=2)
+    harness.breaker.record(harness.breaker.admit(A), Outcome.FAILURE)
     error = from_upstream_code(1009)
-    call = FakeCall(harness.clock, [error, 7])
+    pending = harness.breaker.admit(A)  # another call of A's, in flight
+
+    async def fails_while_the_other_fails(seconds: float) -> int:
+        harness.breaker.record(pending, Outcome.FAILURE)  # the other call: A's circuit opens
+        raise error
 
     with pytest.raises(GatewayError) as raised:
-        await harness.run(call)
+        await harness.run(fails_while_the_other_fails)
 
     assert raised.value is error
-    assert call.calls == 1
     assert harness.sleep.delays == []
-    assert harness.breaker.state == "open"
+    assert harness.breaker.caller_state(A) == OPEN
 
 
-async def test_an_open_breaker_fails_fast_without_calling() -> None:
-    """While open, call_with_retries raises CircuitOpenError and makes no call."""
-    harness = Harness(threshold=1)
-    harness.breaker.record_failure()
+async def test_an_open_circuit_fails_fast_without_calling_or_depositing() -> None:
+    """While A's circuit is open, call_with_retries raises at once: no try, no deposit."""
+    harness = Harness(min_calls=1)
+    harness.breaker.record(harness.breaker.admit(A), Outcome.FAILURE)
+    balance = harness.budget.gateway.balance
     call = FakeCall(harness.clock, [7])
 
     with pytest.raises(CircuitOpenError):
         await harness.run(call)
     assert call.calls == 0
+    assert harness.budget.gateway.balance == balance
+    assert await harness.run(FakeCall(harness.clock, [7]), caller=B) == 7
 
 
-async def test_a_cancelled_probe_frees_the_half_open_slot() -> None:
-    """Cancelling the call that holds the probe lets the next call probe."""
-    harness = Harness(threshold=1, cooldown=10.0)
-    harness.breaker.record_failure()
+async def test_a_probe_is_one_try() -> None:
+    """The call that probes an open circuit is not retried: its failure reopens the circuit."""
+    harness = Harness(min_calls=1, cooldown=10.0)
+    harness.breaker.record(harness.breaker.admit(A), Outcome.FAILURE)
+    harness.clock.advance(10.0)
+    call = FakeCall(harness.clock, [from_upstream_code(1009), 7])
+
+    with pytest.raises(GatewayError):
+        await harness.run(call)
+
+    assert call.calls == 1
+    assert harness.breaker.caller_state(A) == OPEN
+
+
+async def test_a_cancelled_probe_frees_the_half_open_place() -> None:
+    """Cancelling the call that holds the probe lets the next call probe, and close the circuit."""
+    harness = Harness(min_calls=1, cooldown=10.0)
+    harness.breaker.record(harness.breaker.admit(A), Outcome.FAILURE)
     harness.clock.advance(10.0)
     started = asyncio.Event()
 
@@ -524,172 +620,15 @@ async def test_a_cancelled_probe_frees_the_half_open_slot() -> None:
         await asyncio.Event().wait()
         return 7
 
-    task = asyncio.create_task(
-        call_with_retries(
-            hangs,
-            policy=harness.policy,
-            budget=harness.budget,
-            breaker=harness.breaker,
-            deadline=30.0,
-            try_timeout=5.0,
-            clock=harness.clock,
-            sleep=harness.sleep,
-        )
-    )
+    task = asyncio.create_task(harness.run(hangs))
     await started.wait()
-    assert harness.breaker.state == "half_open"
+    assert harness.breaker.caller_state(A) == "half_open"
     with pytest.raises(CircuitOpenError):
-        harness.breaker.before_call()
+        harness.breaker.admit(A)
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
     assert await harness.run(FakeCall(harness.clock, [7])) == 7
-    assert harness.breaker.state == "closed"
-
-
-# CircuitBreaker
-
-
-def open_breaker(clock: FakeClock, threshold: int = 3, cooldown: float = 10.0) -> CircuitBreaker:
-    """A breaker opened by ``threshold`` consecutive failures at ``clock``'s time."""
-    breaker = CircuitBreaker(threshold=threshold, cooldown=cooldown, clock=clock)
-    for _ in range(threshold):
-        breaker.before_call()
-        breaker.record_failure()
-    return breaker
-
-
-def test_the_breaker_opens_after_threshold_consecutive_failures() -> None:
-    """threshold - 1 failures keep it closed; the threshold-th opens it."""
-    breaker = CircuitBreaker(threshold=3, clock=FakeClock())
-
-    breaker.record_failure()
-    breaker.record_failure()
-    assert breaker.state == "closed"
-    breaker.before_call()
-    breaker.record_failure()
-
-    assert breaker.state == "open"
-    assert breaker.opened_total == 1
-
-
-def test_a_success_between_failures_resets_the_count() -> None:
-    """Only consecutive failures count: a success in between starts again from zero."""
-    breaker = CircuitBreaker(threshold=3, clock=FakeClock())
-
-    for _ in range(5):
-        breaker.record_failure()
-        breaker.record_failure()
-        breaker.record_success()
-
-    assert breaker.state == "closed"
-    assert breaker.consecutive_failures == 0
-    assert breaker.opened_total == 0
-
-
-def test_neutral_outcomes_neither_reset_nor_count() -> None:
-    """record_neutral leaves the consecutive count where it was."""
-    breaker = CircuitBreaker(threshold=3, clock=FakeClock())
-
-    breaker.record_failure()
-    breaker.record_failure()
-    breaker.record_neutral()
-    assert breaker.consecutive_failures == 2
-    breaker.record_failure()
-
-    assert breaker.state == "open"
-
-
-def test_an_open_breaker_refuses_until_the_cooldown_passes() -> None:
-    """Before the cooldown every before_call raises CircuitOpenError with our message."""
-    clock = FakeClock()
-    breaker = open_breaker(clock, cooldown=10.0)
-
-    for _ in range(3):
-        with pytest.raises(CircuitOpenError) as raised:
-            breaker.before_call()
-        clock.advance(3.0)
-
-    assert raised.value.message == "DeepCall is failing; the gateway is not calling it for a while"
-    assert raised.value.code == "UPSTREAM_UNAVAILABLE"
-    assert breaker.state == "open"
-
-
-def test_after_the_cooldown_exactly_one_probe_passes() -> None:
-    """The first before_call after the cooldown is the probe; the others fail fast meanwhile."""
-    clock = FakeClock()
-    breaker = open_breaker(clock, cooldown=10.0)
-    clock.advance(10.0)
-
-    breaker.before_call()
-    assert breaker.state == "half_open"
-    for _ in range(5):
-        with pytest.raises(CircuitOpenError):
-            breaker.before_call()
-
-
-def test_a_successful_probe_closes_the_breaker() -> None:
-    """Probe success closes the breaker and resets the count; calls pass again."""
-    clock = FakeClock()
-    breaker = open_breaker(clock)
-    clock.advance(10.0)
-    breaker.before_call()
-
-    breaker.record_success()
-
-    assert breaker.state == "closed"
-    assert breaker.consecutive_failures == 0
-    breaker.before_call()
-    breaker.before_call()
-
-
-def test_a_failed_probe_opens_the_breaker_for_another_cooldown() -> None:
-    """Probe failure reopens at once, for a full cooldown from the probe's failure."""
-    clock = FakeClock()
-    breaker = open_breaker(clock, cooldown=10.0)
-    clock.advance(15.0)
-    breaker.before_call()
-
-    breaker.record_failure()
-
-    assert breaker.state == "open"
-    assert breaker.opened_total == 2
-    clock.advance(9.9)
-    with pytest.raises(CircuitOpenError):
-        breaker.before_call()
-    clock.advance(0.1)
-    breaker.before_call()
-    assert breaker.state == "half_open"
-
-
-def test_a_neutral_probe_frees_the_slot_for_the_next_probe() -> None:
-    """record_neutral during half-open keeps it half-open and lets one more probe through."""
-    clock = FakeClock()
-    breaker = open_breaker(clock)
-    clock.advance(10.0)
-    breaker.before_call()
-
-    breaker.record_neutral()
-
-    assert breaker.state == "half_open"
-    breaker.before_call()
-    with pytest.raises(CircuitOpenError):
-        breaker.before_call()
-
-
-def test_late_outcomes_while_open_change_nothing() -> None:
-    """Results of calls that started before the breaker opened don't shorten or extend the open."""
-    clock = FakeClock()
-    breaker = open_breaker(clock, cooldown=10.0)
-    clock.advance(5.0)
-
-    breaker.record_success()
-    breaker.record_failure()
-
-    assert breaker.state == "open"
-    assert breaker.opened_total == 1
-    clock.advance(5.0)
-    breaker.before_call()
-    assert breaker.state == "half_open"
+    assert harness.breaker.caller_state(A) == CLOSED

@@ -19,6 +19,7 @@ from gateway.simulator import DEMO_CREDENTIALS, DemoCredential, Simulator
 
 ACME = next(c for c in DEMO_CREDENTIALS if c.name == "acme-admin")
 GLOBEX = next(c for c in DEMO_CREDENTIALS if c.name == "globex-api")
+INITECH = next(c for c in DEMO_CREDENTIALS if c.name == "initech-admin")
 VIEWER = next(c for c in DEMO_CREDENTIALS if not c.can_list)
 EXPIRED = next(c for c in DEMO_CREDENTIALS if c.expired)
 
@@ -79,10 +80,10 @@ def upstream_url(session_simulator: Simulator) -> Iterator[str]:
 @pytest.fixture
 def sim(session_simulator: Simulator, upstream_url: str) -> Iterator[Simulator]:
     """The shared simulator, faults off and its request log empty."""
-    session_simulator.faults.reset()
+    session_simulator.reset_faults()
     session_simulator.clear_requests()
     yield session_simulator
-    session_simulator.faults.reset()
+    session_simulator.reset_faults()
 
 
 # For the modules that build their own module-scoped ``sim`` (test_simulator_*.py).
@@ -105,10 +106,10 @@ def client(base_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def clean_sim(sim: Simulator) -> Iterator[None]:
     """The test starts with faults off and an empty request record, and leaves faults off."""
-    sim.faults.reset()
+    sim.reset_faults()
     sim.clear_requests()
     yield
-    sim.faults.reset()
+    sim.reset_faults()
 
 
 @pytest.fixture

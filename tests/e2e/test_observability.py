@@ -81,7 +81,8 @@ def test_retries_and_rate_limits_are_counted(
     )
     samples = scrape(gateway)
     assert sample(samples, "gateway_upstream_calls_total", result="1009") == 3
-    assert sample(samples, "gateway_rate_limited_total") == 1
+    assert sample(samples, "gateway_upstream_refusals_total", reason="rate_limited") == 1
+    assert sample(samples, "gateway_upstream_refusals_total", reason="overloaded") == 0
     assert (
         sample(samples, "gateway_requests_total", outcome="UPSTREAM_ERROR")
         + sample(samples, "gateway_requests_total", outcome="RATE_LIMITED")

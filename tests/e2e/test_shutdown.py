@@ -145,6 +145,8 @@ def gateway_env(upstream_url: str, drain_seconds: float) -> dict[str, str]:
         "GATEWAY_UPSTREAM_URL": upstream_url,
         "GATEWAY_DRAIN_SECONDS": str(drain_seconds),
         "GATEWAY_UPSTREAM_CONCURRENCY": "256",
+        "GATEWAY_UPSTREAM_CALLER_CONCURRENCY": "256",
+        "GATEWAY_UPSTREAM_MAX_CONNECTIONS": "256",
         "GATEWAY_RATE_LIMIT": "0",
     }
 

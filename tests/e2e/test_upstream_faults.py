@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import httpx
-from conftest import ACME, GLOBEX, Gateway, headers_for
+from conftest import ACME, GLOBEX, INITECH, Gateway, headers_for
 from simsupport import FakeClock
 
 from gateway.simulator import Simulator
@@ -26,21 +26,26 @@ def code_of(body: dict[str, object]) -> str:
 
 
 def test_transient_failures_are_retried_twice_at_most(gateway: Gateway, sim: Simulator) -> None:
-    """1009 is tried three times in all; 1014 and an unknown code once."""
-    for upstream_code, calls in ((1009, 3), (1014, 1), (4242, 1)):
+    """1009 is tried three times in all; an unknown code and 1014 once, then 1014 not at all."""
+    for upstream_code, calls in ((1009, 3), (4242, 1), (1014, 1)):
         sim.clear_requests()
         sim.faults.error_code = upstream_code
         gateway.query(campaign(upstream_code), headers_for(ACME))
         assert sim.request_count == calls, upstream_code
+    sim.clear_requests()
+    # A 1014 is remembered for a while: the same credential is refused without a call.
+    refused = gateway.query(campaign(1), headers_for(ACME))
+    assert refused["errors"][0]["extensions"]["upstreamCode"] == 1014
+    assert sim.request_count == 0
 
 
-def test_the_breaker_opens_fails_fast_and_probes_once(
+def test_a_callers_circuit_opens_fails_fast_for_it_and_probes_once(
     start_gateway: Callable[..., Gateway], sim: Simulator
 ) -> None:
-    """After N transient failures no call is made until the cool-down; then one probe closes it."""
+    """After min_calls failed calls one caller's questions fail fast, others' don't; one probe."""
     clock = FakeClock()
     gateway = start_gateway(
-        clock=clock, breaker_threshold=3, breaker_cooldown=30, upstream_retries=0
+        clock=clock, breaker_min_calls=3, breaker_cooldown=30, upstream_retries=0
     )
     sim.faults.error_code = 1010
     for n in range(3):
@@ -50,13 +55,46 @@ def test_the_breaker_opens_fails_fast_and_probes_once(
     refused = gateway.query(campaign(10), headers_for(ACME))
     assert refused["errors"][0]["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "retryable": True}
     assert sim.request_count == 3  # failed fast: not called
+    assert gateway.query(campaign(10), headers_for(GLOBEX)) == {
+        "data": {"callCount": sim.count("globex", {"campId": 10})}
+    }
     clock.advance(31)
     assert gateway.query(campaign(11), headers_for(ACME)) == {
         "data": {"callCount": sim.count("acme", {"campId": 11})}
     }
-    assert sim.request_count == 4
+    assert sim.request_count == 5
     gateway.query(campaign(12), headers_for(ACME))
-    assert sim.request_count == 5  # closed again
+    assert sim.request_count == 6  # closed again
+
+
+def test_upstream_failing_for_everyone_opens_the_circuit_for_all_and_a_probe_closes_it(
+    start_gateway: Callable[..., Gateway], sim: Simulator
+) -> None:
+    """Two callers' failures open the upstream's circuit: a third is refused unasked; one probe."""
+    clock = FakeClock()
+    gateway = start_gateway(
+        clock=clock, breaker_min_calls=3, breaker_cooldown=30, upstream_retries=0
+    )
+    sim.faults.error_code = 1010
+    for n in range(3):
+        for caller in (ACME, GLOBEX):
+            assert code_of(gateway.query(campaign(n), headers_for(caller))) == (
+                "UPSTREAM_UNAVAILABLE"
+            )
+    assert sim.request_count == 6
+    sim.faults.error_code = None
+    refused = gateway.query(campaign(10), headers_for(INITECH))
+    assert code_of(refused) == "UPSTREAM_UNAVAILABLE"
+    assert sim.request_count == 6  # INITECH never failed, yet it is not asked either
+    metrics = gateway.client.get(f"{gateway.url}/metrics").text
+    assert "gateway_breaker_state 2.0" in metrics
+    assert 'gateway_upstream_refusals_total{reason="circuit_open"} 1.0' in metrics
+    clock.advance(31)
+    assert gateway.query(campaign(11), headers_for(INITECH)) == {
+        "data": {"callCount": sim.count("initech", {"campId": 11})}
+    }
+    assert "errors" not in gateway.query(campaign(12), headers_for(GLOBEX))
+    assert sim.request_count == 8
 
 
 def test_stale_values_are_served_with_a_warning_within_the_window(
@@ -64,7 +102,7 @@ def test_stale_values_are_served_with_a_warning_within_the_window(
 ) -> None:
     """After the TTL a failed refresh serves the old value, marked STALE_DATA; later, the error."""
     clock = FakeClock()
-    gateway = start_gateway(clock=clock, cache_ttl=10, cache_stale=60, breaker_threshold=100)
+    gateway = start_gateway(clock=clock, cache_ttl=10, cache_stale=60, breaker_min_calls=100)
     query = "{ fresh: callCount(filter: {campaignId: 123}) }"
     value = gateway.query(query, headers_for(ACME))["data"]["fresh"]
     clock.advance(40)
@@ -104,7 +142,10 @@ async def test_overload_is_refused_quickly_not_queued(
     start_gateway: Callable[..., Gateway], sim: Simulator
 ) -> None:
     """With one upstream slot and no queue, a second concurrent call is refused at once."""
-    gateway = start_gateway(upstream_concurrency=1, upstream_queue=0)
+    gateway = start_gateway(upstream_concurrency=1, upstream_caller_concurrency=1, upstream_queue=0)
+    # Known first: a credential DeepCall never accepted is tried one call at a time.
+    assert "errors" not in gateway.query(campaign(0), headers_for(ACME))
+    sim.clear_requests()
     sim.faults.latency = 0.5
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
         slow = asyncio.create_task(
@@ -168,7 +209,7 @@ def test_a_dead_upstream_gets_at_most_the_retry_budget(
     start_gateway: Callable[..., Gateway], sim: Simulator
 ) -> None:
     """Against an upstream failing every call, calls stay within 1.2x plus the budget's cap."""
-    gateway = start_gateway(breaker_threshold=1000, rate_limit=0)
+    gateway = start_gateway(breaker_min_calls=1000, rate_limit=0)
     sim.faults.error_code = 1010
     client_calls = 100
     for n in range(client_calls):

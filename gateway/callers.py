@@ -1,0 +1,226 @@
+"""Who is calling: the client's address, and what DeepCall said lately of each credential.
+
+- ``TrustedProxies.client_of``: the address a request comes from. The TCP peer,
+  or, when the peer is one of ``GATEWAY_TRUSTED_PROXIES``, the right-most entry
+  of ``X-Forwarded-For`` that is not a trusted proxy itself (the entries to its
+  left were written by the client and prove nothing).
+- ``CredentialLedger``: keeps made-up credentials from driving DeepCall. Limits
+  keyed by a credential mean nothing to a client that invents a new one per
+  request, so they are backed by a limit keyed by the client's address.
+
+Addresses are kept in memory only, never logged nor used as metric labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
+
+from cachetools import LRUCache
+
+from gateway.errors import (
+    GatewayError,
+    KnownInvalidCredentialError,
+    NewCredentialsLimitedError,
+)
+
+INVALID_TOKEN: Final = 1014
+INVALID_PARAMETERS: Final = 1000
+PERMISSION_DENIED: Final = 1015
+#: Longest address (or unparsable X-Forwarded-For entry) kept as a key.
+MAX_ADDRESS_CHARS: Final = 64
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def address_key(address: str) -> str:
+    """The key an address is limited under: itself, or its /64 for IPv6 (one subscriber's)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:MAX_ADDRESS_CHARS]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
+class TrustedProxies:
+    """The proxies whose ``X-Forwarded-For`` the gateway believes (none by default)."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self._networks: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(network, strict=False) for network in networks
+        )
+
+    def trusts(self, address: str) -> bool:
+        """Whether ``address`` is one of the trusted proxies."""
+        if not self._networks:
+            return False
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in self._networks)
+
+    def client_of(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        """The client's address key for a request from TCP ``peer`` with ``headers``."""
+        address = peer or ""
+        if self._networks and self.trusts(address):
+            forwarded = [
+                entry.strip()
+                for value in _all(headers, "x-forwarded-for")
+                for entry in value.split(",")
+                if entry.strip()
+            ]
+            for entry in reversed(forwarded):
+                address = entry
+                if not self.trusts(entry):
+                    break
+        return address_key(address)
+
+
+def _all(headers: Mapping[str, str], name: str) -> list[str]:
+    getlist = getattr(headers, "getlist", None)  # starlette's Headers: every line of the header
+    if getlist is not None:
+        values: list[str] = getlist(name)
+        return values
+    value = headers.get(name)
+    return [value] if value is not None else []
+
+
+class CredentialLedger:
+    """What DeepCall said lately of each credential, and how many new ones an address may try.
+
+    How it is divided between callers: per client address, and per credential.
+
+    - A credential DeepCall answered with a count (or with 1015, which proves it
+      genuine) is *known*: this rule never refuses it. The last ``max_known``
+      such are remembered.
+    - A credential DeepCall answered with 1014 is refused here, without a call,
+      for ``invalid_ttl`` seconds (``KnownInvalidCredentialError``).
+    - Any other credential is *new*, and is tried by one call at a time: its
+      other calls wait for that call's verdict, then go on free if DeepCall
+      accepted it, are refused if it answered 1014, and otherwise one of them
+      is the next trial. So however many aliases a made-up credential asks
+      for, DeepCall hears it once. A trial takes one of its address's
+      ``new_per_minute`` tokens (a bucket that refills at that many a minute),
+      and gives it back unless DeepCall rejects the credential (1014, 1000):
+      only rejected credentials spend an address's budget, and a backend
+      serving many real users from one address keeps working. Past the budget,
+      new credentials from that address are refused with
+      ``NewCredentialsLimitedError`` (``RATE_LIMITED`` with the wait), and no
+      call is made.
+
+    ``new_per_minute`` 0 turns the address limit off. Credentials are their HMAC digests.
+    """
+
+    def __init__(
+        self,
+        new_per_minute: float = 30.0,
+        invalid_ttl: float = 10.0,
+        *,
+        max_known: int = 100_000,
+        max_addresses: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._capacity = new_per_minute
+        self._refill = new_per_minute / 60.0
+        self._invalid_ttl = invalid_ttl
+        self._max_known = max_known
+        self._clock = clock
+        self._known: OrderedDict[bytes, None] = OrderedDict()
+        self._invalid: LRUCache[bytes, float] = LRUCache(maxsize=max_known)
+        # credential -> done when its trial call's verdict is in (at most one per credential)
+        self._trials: dict[bytes, asyncio.Future[None]] = {}
+        # address -> (tokens, when they were counted)
+        self._addresses: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=max_addresses)
+
+    def knows(self, principal: bytes) -> bool:
+        """Whether DeepCall accepted ``principal`` lately (``admit`` would return None at once)."""
+        return principal in self._known
+
+    async def admit(self, principal: bytes, address: str) -> str | None:
+        """Let a call by ``principal`` from ``address`` go on, or raise a refusal (no call).
+
+        Returns the address whose token the call took as the credential's trial
+        (None: it took none), for ``settle``. Waits while another call is the trial.
+        """
+        while True:
+            if principal in self._known:
+                return None
+            self._refuse_if_invalid(principal)
+            if self._capacity <= 0:
+                return None
+            trial = self._trials.get(principal)
+            if trial is None:
+                break
+            # shield: a waiter that goes away must not cancel the verdict for the others
+            await asyncio.shield(trial)
+        self._take(address)
+        self._trials[principal] = asyncio.get_running_loop().create_future()
+        return address
+
+    def _refuse_if_invalid(self, principal: bytes) -> None:
+        invalid_until = self._invalid.get(principal)
+        if invalid_until is None:
+            return
+        if self._clock() < invalid_until:
+            raise KnownInvalidCredentialError(
+                "DeepCall rejected these credentials moments ago: invalid or expired token",
+                upstream_code=INVALID_TOKEN,
+            )
+        del self._invalid[principal]
+
+    def settle(self, principal: bytes, taken: str | None, error: BaseException | None) -> None:
+        """What came of a call ``admit`` let through (``taken``: what it returned).
+
+        ``error`` is None when DeepCall answered with a count.
+        """
+        if error is None and taken is None and principal in self._known:
+            return  # the usual case: a known credential, known still
+        code = error.upstream_code if isinstance(error, GatewayError) else None
+        spent = False
+        if error is None or code == PERMISSION_DENIED:
+            self._known[principal] = None
+            self._known.move_to_end(principal)
+            if len(self._known) > self._max_known:
+                self._known.popitem(last=False)
+        elif code == INVALID_TOKEN:
+            self._known.pop(principal, None)  # revoked or expired since
+            self._invalid[principal] = self._clock() + self._invalid_ttl
+            spent = True
+        elif code == INVALID_PARAMETERS:
+            spent = True
+        if taken is None:
+            return
+        if not spent:
+            self._give_back(taken)
+        trial = self._trials.pop(principal, None)
+        if trial is not None and not trial.done():
+            trial.set_result(None)  # the waiting calls read the verdict recorded above
+
+    def _take(self, address: str) -> None:
+        now = self._clock()
+        tokens, counted = self._addresses.get(address, (self._capacity, now))
+        tokens = min(self._capacity, tokens + max(0.0, now - counted) * self._refill)
+        if tokens < 1:
+            # Stored although unchanged, so a refused address stays recently used.
+            self._addresses[address] = (tokens, now)
+            raise NewCredentialsLimitedError(
+                "Too many new credentials from this address that DeepCall did not accept; "
+                "retry after the hinted delay",
+                retry_after=math.ceil((1 - tokens) / self._refill),
+            )
+        self._addresses[address] = (tokens - 1, now)
+
+    def _give_back(self, address: str) -> None:
+        held = self._addresses.get(address)
+        if held is not None:
+            self._addresses[address] = (min(self._capacity, held[0] + 1), held[1])

@@ -1,0 +1,264 @@
+"""Unit tests for the client's address behind proxies and the ledger of credentials."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from simsupport import FakeClock
+from starlette.datastructures import Headers
+
+from gateway.callers import CredentialLedger, TrustedProxies, address_key
+from gateway.errors import (
+    KnownInvalidCredentialError,
+    NewCredentialsLimitedError,
+    UpstreamTimeoutError,
+    from_upstream_code,
+)
+
+# TrustedProxies
+
+
+def forwarded(*values: str) -> Headers:
+    """Request headers carrying one X-Forwarded-For line per value."""
+    return Headers(raw=[(b"x-forwarded-for", value.encode()) for value in values])
+
+
+def test_without_trusted_proxies_the_peer_is_the_client_whatever_the_headers_say() -> None:
+    """By default X-Forwarded-For is ignored: a client cannot claim to be someone else."""
+    proxies = TrustedProxies()
+
+    assert proxies.client_of("203.0.113.9", forwarded("198.51.100.1")) == "203.0.113.9"
+
+
+def test_a_trusted_peers_header_names_the_client_right_most_untrusted_first() -> None:
+    """Behind two trusted proxies the entry left of them is the client, not the ones before it."""
+    proxies = TrustedProxies(["10.0.0.0/8", "192.168.1.1"])
+    headers = forwarded("1.1.1.1, 198.51.100.7, 10.1.2.3")
+
+    assert proxies.client_of("192.168.1.1", headers) == "198.51.100.7"
+
+
+def test_every_line_of_the_header_is_read_in_order() -> None:
+    """Two X-Forwarded-For lines are one list: the right-most untrusted entry of both."""
+    proxies = TrustedProxies(["10.0.0.0/8"])
+
+    client = proxies.client_of("10.0.0.1", forwarded("1.1.1.1", "198.51.100.7, 10.9.9.9"))
+
+    assert client == "198.51.100.7"
+
+
+def test_an_untrusted_peers_header_is_ignored() -> None:
+    """A peer outside the trusted networks is the client, header or not."""
+    proxies = TrustedProxies(["10.0.0.0/8"])
+
+    assert proxies.client_of("203.0.113.9", forwarded("198.51.100.1")) == "203.0.113.9"
+
+
+def test_a_trusted_peer_without_the_header_is_the_client() -> None:
+    """No X-Forwarded-For from a trusted proxy: the proxy's own address is all there is."""
+    proxies = TrustedProxies(["10.0.0.0/8"])
+
+    assert proxies.client_of("10.0.0.1", Headers()) == "10.0.0.1"
+
+
+def test_all_entries_trusted_leaves_the_left_most() -> None:
+    """Trusted proxies only: the left-most is as far back as the header can be believed."""
+    proxies = TrustedProxies(["10.0.0.0/8"])
+
+    assert proxies.client_of("10.0.0.1", forwarded("10.0.0.7, 10.0.0.8")) == "10.0.0.7"
+
+
+def test_addresses_are_keyed_ipv6_by_their_64_and_ipv4_mapped_as_ipv4() -> None:
+    """One IPv6 subscriber (a /64) is one key; ::ffff:a.b.c.d is a.b.c.d; garbage is truncated."""
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:198.51.100.7") == "198.51.100.7"
+    assert address_key("x" * 500) == "x" * 64
+
+
+# CredentialLedger
+
+ALICE, MALLORY = b"alice-hmac", b"mallory-hmac"
+HOME, OFFICE = "198.51.100.1", "203.0.113.5"
+
+
+async def test_new_credentials_spend_their_addresses_budget_only_when_rejected() -> None:
+    """Three tokens: three rejected credentials spend them; the fourth is refused, no call."""
+    ledger = CredentialLedger(new_per_minute=3, clock=FakeClock())
+    for n in range(3):
+        principal = f"made-up-{n}".encode()
+        taken = await ledger.admit(principal, HOME)
+        ledger.settle(principal, taken, from_upstream_code(1014))
+
+    with pytest.raises(NewCredentialsLimitedError) as raised:
+        await ledger.admit(b"made-up-3", HOME)
+
+    assert raised.value.code == "RATE_LIMITED"
+    assert raised.value.extensions()["retryAfter"] == 20  # 3 a minute: one every 20 s
+    assert await ledger.admit(b"made-up-3", OFFICE) == OFFICE  # another address has its own
+
+
+async def test_an_accepted_credential_gives_its_token_back_and_is_never_limited_again() -> None:
+    """Alice's first call takes a token and returns it; later calls take none, even at zero."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+
+    taken = await ledger.admit(ALICE, HOME)
+    ledger.settle(ALICE, taken, None)
+    spent = await ledger.admit(MALLORY, HOME)
+    ledger.settle(MALLORY, spent, from_upstream_code(1000))
+
+    for _ in range(10):
+        assert await ledger.admit(ALICE, HOME) is None
+    with pytest.raises(NewCredentialsLimitedError):
+        await ledger.admit(b"someone-new", HOME)
+
+
+async def test_a_new_credential_is_tried_by_one_call_while_its_others_wait() -> None:
+    """Ten calls of a new credential: one goes (the trial); a 1014 refuses the nine, no call."""
+    ledger = CredentialLedger(new_per_minute=30, clock=FakeClock())
+    trial = await ledger.admit(MALLORY, HOME)
+    waiting = [asyncio.create_task(ledger.admit(MALLORY, HOME)) for _ in range(9)]
+    await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)
+
+    ledger.settle(MALLORY, trial, from_upstream_code(1014))
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+
+    assert trial == HOME
+    assert [type(outcome) for outcome in outcomes] == [KnownInvalidCredentialError] * 9
+
+
+async def test_once_the_trial_succeeds_the_waiting_calls_go_on_free() -> None:
+    """The trial's count makes the credential known: its waiting calls go, taking no token."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+    trial = await ledger.admit(ALICE, HOME)
+    waiting = [asyncio.create_task(ledger.admit(ALICE, HOME)) for _ in range(5)]
+    await asyncio.sleep(0)
+
+    ledger.settle(ALICE, trial, None)
+
+    assert await asyncio.gather(*waiting) == [None] * 5
+    assert await ledger.admit(b"someone-new", HOME) == HOME  # the token came back
+
+
+async def test_after_an_inconclusive_trial_one_waiting_call_is_the_next_trial() -> None:
+    """A timeout says nothing: of the waiting calls, one takes the trial, the others wait again."""
+    ledger = CredentialLedger(new_per_minute=30, clock=FakeClock())
+    trial = await ledger.admit(MALLORY, HOME)
+    waiting = [asyncio.create_task(ledger.admit(MALLORY, HOME)) for _ in range(3)]
+    await asyncio.sleep(0)
+
+    ledger.settle(MALLORY, trial, UpstreamTimeoutError("late"))
+    done, pending = await asyncio.wait(waiting, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+
+    assert [task.result() for task in done] == [HOME]
+    assert len(pending) == 2
+    ledger.settle(MALLORY, HOME, None)
+    assert await asyncio.gather(*pending) == [None, None]
+
+
+async def test_a_waiter_that_goes_away_does_not_cancel_the_verdict_for_the_others() -> None:
+    """Cancelling one waiting call leaves the trial and the other waiters as they were."""
+    ledger = CredentialLedger(new_per_minute=30, clock=FakeClock())
+    trial = await ledger.admit(ALICE, HOME)
+    leaving, staying = (asyncio.create_task(ledger.admit(ALICE, HOME)) for _ in range(2))
+    await asyncio.sleep(0)
+
+    leaving.cancel()
+    await asyncio.sleep(0)
+    ledger.settle(ALICE, trial, None)
+
+    assert await staying is None
+    assert leaving.cancelled()
+
+
+async def test_an_inconclusive_outcome_gives_the_token_back() -> None:
+    """A timeout or a refusal says nothing of the credential: the address keeps its budget."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+
+    for _ in range(5):
+        taken = await ledger.admit(MALLORY, HOME)
+        ledger.settle(MALLORY, taken, UpstreamTimeoutError("late"))
+
+    assert await ledger.admit(b"someone-new", HOME) == HOME
+
+
+async def test_a_1015_proves_a_credential_genuine() -> None:
+    """Permission denied means the credential is real: known, not limited, token back."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+
+    ledger.settle(ALICE, await ledger.admit(ALICE, HOME), from_upstream_code(1015))
+
+    assert await ledger.admit(ALICE, HOME) is None
+    assert await ledger.admit(b"someone-new", HOME) == HOME
+
+
+async def test_the_budget_refills_at_its_rate_per_minute() -> None:
+    """Spent at 6 a minute, one more token comes back every 10 s."""
+    clock = FakeClock()
+    ledger = CredentialLedger(new_per_minute=6, clock=clock)
+    for n in range(6):
+        principal = f"made-up-{n}".encode()
+        ledger.settle(principal, await ledger.admit(principal, HOME), from_upstream_code(1014))
+    with pytest.raises(NewCredentialsLimitedError):
+        await ledger.admit(b"next", HOME)
+
+    clock.advance(10.0)
+
+    assert await ledger.admit(b"next", HOME) == HOME
+    with pytest.raises(NewCredentialsLimitedError):
+        await ledger.admit(b"after", HOME)
+
+
+async def test_a_1014_is_remembered_for_its_ttl_and_refused_without_a_call() -> None:
+    """Within invalid_ttl the same credential is UNAUTHENTICATED at once, from any address."""
+    clock = FakeClock()
+    ledger = CredentialLedger(new_per_minute=100, invalid_ttl=10.0, clock=clock)
+    ledger.settle(MALLORY, await ledger.admit(MALLORY, HOME), from_upstream_code(1014))
+
+    with pytest.raises(KnownInvalidCredentialError) as raised:
+        await ledger.admit(MALLORY, OFFICE)
+    assert raised.value.extensions() == {
+        "code": "UNAUTHENTICATED",
+        "retryable": False,
+        "upstreamCode": 1014,
+    }
+
+    clock.advance(10.0)
+    assert await ledger.admit(MALLORY, OFFICE) == OFFICE  # asked again once the memory lapses
+
+
+async def test_a_known_credential_rejected_later_is_forgotten_as_known() -> None:
+    """Alice's token expires: after her 1014 she is refused like any invalid credential."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+    ledger.settle(ALICE, await ledger.admit(ALICE, HOME), None)
+
+    ledger.settle(ALICE, await ledger.admit(ALICE, HOME), from_upstream_code(1014))
+
+    with pytest.raises(KnownInvalidCredentialError):
+        await ledger.admit(ALICE, HOME)
+
+
+async def test_a_budget_of_zero_turns_the_address_limit_off() -> None:
+    """new_per_minute 0: no tokens taken, nothing refused for it; 1014s are still remembered."""
+    ledger = CredentialLedger(new_per_minute=0, clock=FakeClock())
+
+    for n in range(100):
+        principal = f"made-up-{n}".encode()
+        assert await ledger.admit(principal, HOME) is None
+        ledger.settle(principal, None, from_upstream_code(1014))
+
+    with pytest.raises(KnownInvalidCredentialError):
+        await ledger.admit(b"made-up-0", HOME)
+
+
+async def test_known_credentials_remembered_are_bounded() -> None:
+    """With max_known 2 the least recent known credential is new again, and pays."""
+    ledger = CredentialLedger(new_per_minute=10, max_known=2, clock=FakeClock())
+    for principal in (b"one", b"two", b"three"):
+        ledger.settle(principal, await ledger.admit(principal, HOME), None)
+
+    assert await ledger.admit(b"three", HOME) is None
+    assert await ledger.admit(b"one", HOME) == HOME
