@@ -11,11 +11,12 @@ Every failure a client can see is one of these, and each class carries the
     ├── InternalServerError         INTERNAL_SERVER_ERROR  anything unexpected (message masked)
     └── UpstreamFailure                                    (abstract) the upstream let us down
         ├── UpstreamError           UPSTREAM_ERROR         upstream 1009; unknown codes
-        ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset
+        ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset/dropped
         │   ├── CircuitOpenError                           our breaker is open: not called
         │   └── OverloadedError                            our concurrency limit: not called
         ├── UpstreamTimeoutError    UPSTREAM_TIMEOUT       no answer in time
-        └── UpstreamBadResponseError UPSTREAM_BAD_RESPONSE non-JSON, wrong shape, non-200
+        └── UpstreamBadResponseError UPSTREAM_BAD_RESPONSE non-JSON, wrong shape, non-200;
+                                                           invalid HTTP, over a limit, a coding
 
 Two more codes belong to GraphQL itself and have no class here, because
 graphql-core raises them: ``GRAPHQL_PARSE_FAILED`` and
@@ -124,7 +125,7 @@ class UpstreamTimeoutError(UpstreamFailure):
 
 
 class UpstreamBadResponseError(UpstreamFailure):
-    """The upstream answered with something that is not its documented contract."""
+    """The upstream answered with something that is not its documented contract (or not HTTP)."""
 
     code = "UPSTREAM_BAD_RESPONSE"
 

@@ -120,6 +120,12 @@ async def endless_header_lines(peer: Peer) -> None:
     await peer.stream(b"HTTP/1.1 200 OK\r\n", b"Content-Encoding: gzip\r\n", rate=5e6)
 
 
+async def endless_header_lines_at_full_speed(peer: Peer) -> None:
+    """The same, as fast as the socket takes them."""
+    await peer.read_request()
+    await peer.stream(b"HTTP/1.1 200 OK\r\n", b"Content-Encoding: gzip\r\n")
+
+
 async def endless_trailers(peer: Peer) -> None:
     """A whole chunked body, then trailer fields without end."""
     await peer.read_request()
@@ -305,6 +311,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
     behaviour.__name__: behaviour
     for behaviour in (
         endless_header_lines,
+        endless_header_lines_at_full_speed,
         endless_trailers,
         endless_header_value,
         endless_status_line,

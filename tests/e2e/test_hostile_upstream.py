@@ -66,6 +66,7 @@ BAD = "UPSTREAM_BAD_RESPONSE"
 EXPECTED: dict[str, Expect] = {
     # Issue 12's table.
     "endless_header_lines": Expect(BAD),
+    "endless_header_lines_at_full_speed": Expect(BAD),
     "endless_trailers": Expect(BAD),
     "endless_header_value": Expect(BAD),
     "gzip_to_50_mib": Expect(BAD),
