@@ -33,8 +33,9 @@ from simsupport import free_port, process
 
 TIMEOUT = 1.0
 """GATEWAY_UPSTREAM_TIMEOUT and GATEWAY_UPSTREAM_DEADLINE, in seconds."""
-SLACK = 0.75
-"""Seconds past TIMEOUT a loaded machine may take to deliver the GraphQL answer."""
+SLACK = 1.0
+"""Seconds past TIMEOUT a loaded machine may take to deliver the GraphQL answer (the 8 MB
+request's own upload and parsing included)."""
 RSS_GROWTH = 64 * 1024 * 1024
 HEALTHY_WITHIN = 1.0
 SOCKETS_WITHIN = 1.5
@@ -285,8 +286,13 @@ def test_a_hostile_behaviour_is_survived(rig: Rig, name: str) -> None:
 
 def test_no_traceback_and_no_fatal_transport_error_was_logged(rig: Rig) -> None:
     """Across every behaviour, nothing escaped as a traceback or asyncio's "Fatal error"."""
-    rig.client.get("/healthz")
-    log = "".join(rig.output)
+    rig.hostile.switch("switching_protocols")
+    body, _ = ask(rig, big=False)  # one refusal at least, whatever ran before
+    assert body["errors"][0]["extensions"]["code"] == BAD
+    # The refusal's own log line shows the output has been read up to here.
+    give_up_at = time.monotonic() + 10
+    while "upstream answer refused" not in (log := "".join(rig.output)):
+        assert time.monotonic() < give_up_at, "the refusal was not logged"
+        time.sleep(0.02)
     assert "Traceback" not in log
     assert "Fatal error" not in log
-    assert "upstream answer refused" in log  # the log was read: refusals say why
