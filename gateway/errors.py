@@ -13,12 +13,13 @@ Every failure a client can see is one of these, and each class carries the
     ├── InternalServerError         INTERNAL_SERVER_ERROR  anything unexpected (message masked)
     └── UpstreamFailure                                    (abstract) the upstream let us down
         ├── UpstreamError           UPSTREAM_ERROR         upstream 1009; unknown codes
-        ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset
+        ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset/dropped
         │   ├── CircuitOpenError*                          our breaker is open: not called
         │   │   └── CallerCircuitOpenError*                open for this caller only
         │   └── OverloadedError*                           our concurrency limit: not called
         ├── UpstreamTimeoutError    UPSTREAM_TIMEOUT       no answer in time
-        └── UpstreamBadResponseError UPSTREAM_BAD_RESPONSE non-JSON, wrong shape, non-200
+        └── UpstreamBadResponseError UPSTREAM_BAD_RESPONSE non-JSON, wrong shape, non-200;
+                                                           invalid HTTP, over a limit, a coding
 
 The starred classes are the gateway's own refusals: the upstream was not
 called, and ``refusal`` names the kind (a closed set, for metrics).
@@ -155,7 +156,7 @@ class UpstreamTimeoutError(UpstreamFailure):
 
 
 class UpstreamBadResponseError(UpstreamFailure):
-    """The upstream answered with something that is not its documented contract."""
+    """The upstream answered with something that is not its documented contract (or not HTTP)."""
 
     code = "UPSTREAM_BAD_RESPONSE"
 

@@ -24,17 +24,28 @@ What it does, for a demanding upstream:
   any of it is sent once more on a new connection (the server closing an idle
   connection as we reuse it is a race, not a failure); ``reportCount`` is a
   read, so sending it twice is harmless;
-- answers read no further than ``max_body`` + one chunk (the caller refuses
-  more); such a connection is closed, not reused;
-- HTTPS with certifi's roots (as httpx), ALPN ``http/1.1``; no redirects, no
-  proxies, no cookies, no compression asked for (an encoded answer is still
-  decoded, by httpx).
+- answers bounded as ``gateway.connection`` says (header fields, trailers,
+  interim answers, ``max_body`` bytes raw and decoded); past a bound, or on
+  invalid HTTP, ``InvalidAnswerError`` and the connection is aborted;
+- a connection whose exchange failed, or whose caller was cancelled, goes
+  back to the pool only if its answer was whole, else it is aborted: no
+  socket outlives its exchange unowned;
+- HTTPS with certifi's roots (as httpx), ALPN ``http/1.1``, the host's one
+  IDNA (2008, httpx's) form for DNS, the TLS server name and the Host header;
+  no redirects, no proxies, no cookies, no compression asked for (an encoded
+  answer is decoded as it arrives on the fast path, by ``gateway.decoding``).
+
+The httpx interface sends what ``httpx.Request`` holds, but refuses what it
+would put on the wire wrongly: a method or header name that is not a token, a
+header value with CR, LF or NUL, and a streamed body (``Transfer-Encoding``)
+or one its ``Content-Length`` does not describe (``httpx.LocalProtocolError``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import ssl
 import sys
 from collections import deque
@@ -49,6 +60,9 @@ from gateway.errors import OverloadedError
 from gateway.throttle import ConcurrencyLimiter
 
 _DEFAULT_TIME_LIMIT: Final = 5.0
+#: RFC 9110's token (methods, header names); what a header value must not hold.
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NOT_IN_VALUES: Final = re.compile(rb"[\r\n\x00]")
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,7 @@ class Origin:
     """Where a connection goes, and the request target within it."""
 
     scheme: str
+    #: The host in ASCII (IDNA 2008 A-labels, as httpx encodes it): for DNS and TLS alike.
     host: str
     port: int
     target: bytes
@@ -68,7 +83,9 @@ class Origin:
         if url.scheme not in ("http", "https") or not url.host:
             raise httpx.UnsupportedProtocol(f"Cannot send to {url.scheme!r} URLs")
         port = url.port or (443 if url.scheme == "https" else 80)
-        return cls(url.scheme, url.host, port, url.raw_path, url.netloc)
+        # raw_host, not host: the same encoding as the Host header (netloc), where the
+        # standard library would encode a unicode host for DNS and TLS by IDNA 2003.
+        return cls(url.scheme, url.raw_host.decode("ascii"), port, url.raw_path, url.netloc)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -122,15 +139,6 @@ class PooledTransport(httpx.AsyncBaseTransport):
             origin, head = known
         request = b"%s%d\r\n\r\n%s" % (head, len(body), body)
         answer = await self._send(origin, request, time_limit)
-        encoding = answer.header(b"content-encoding")
-        if encoding and encoding.lower() != b"identity":
-            # Rare for a JSON API: let httpx decode it the usual way.
-            decoded = httpx.Response(
-                answer.status,
-                headers={"Content-Encoding": encoding.decode("latin-1")},
-                content=answer.body,
-            )
-            return answer.status, decoded.read()
         return answer.status, answer.body
 
     # httpx's interface
@@ -141,14 +149,30 @@ class PooledTransport(httpx.AsyncBaseTransport):
         limits: dict[str, float | None] = request.extensions.get("timeout", {})
         given = [value for value in limits.values() if value is not None]
         time_limit = max(given) if given else _DEFAULT_TIME_LIMIT
+        method = request.method.encode("ascii", "replace")
+        raw_headers = request.headers.raw
+        if not _TOKEN.fullmatch(method) or any(
+            not _TOKEN.fullmatch(name) or _NOT_IN_VALUES.search(value)
+            for name, value in raw_headers
+        ):
+            raise httpx.LocalProtocolError("The request's method or a header is not valid HTTP")
+        if "transfer-encoding" in request.headers:
+            raise httpx.LocalProtocolError("A streamed request body is not sent: give it whole")
         content = await request.aread()
-        lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), origin.target)]
-        lines.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
+        length = request.headers.get("content-length")
+        if (content or length is not None) and length != str(len(content)):
+            raise httpx.LocalProtocolError("The request's Content-Length is not its body's")
+        lines = [b"%s %s HTTP/1.1\r\n" % (method, origin.target)]
+        lines.extend(b"%s: %s\r\n" % (name, value) for name, value in raw_headers)
         lines.append(b"\r\n")
         lines.append(content)
         answer = await self._send(origin, b"".join(lines), time_limit, all_headers=True)
+        # A stream, not content: httpx would decode content whole, here and now.
         return httpx.Response(
-            answer.status, headers=answer.headers, content=answer.body, request=request
+            answer.status,
+            headers=answer.headers,
+            stream=httpx.ByteStream(answer.body),
+            request=request,
         )
 
     async def aclose(self) -> None:
@@ -178,28 +202,27 @@ class PooledTransport(httpx.AsyncBaseTransport):
             connection = self._take_idle(origin, loop.time())
             if connection is not None:
                 try:
-                    answer = await connection.exchange(
-                        request, give_up_at - loop.time(), all_headers
-                    )
+                    return await connection.exchange(request, give_up_at - loop.time(), all_headers)
                 except StaleConnectionError:
-                    connection = None
-                else:
+                    pass  # closed by the server as we reused it: once more, on a new one
+                finally:
+                    # Answered, failed, or cancelled (even just after its answer came):
+                    # pooled if its answer was whole and it may be kept, else aborted.
                     self._put_back(origin, connection, loop.time())
-                    return answer
             remaining = give_up_at - loop.time()
             if remaining <= 0:
                 raise httpx.ReadTimeout("The upstream did not answer in time")
             connection = await self._connect(origin, remaining)
             try:
-                answer = await connection.exchange(request, give_up_at - loop.time(), all_headers)
+                return await connection.exchange(request, give_up_at - loop.time(), all_headers)
             except StaleConnectionError as stale:
-                if stale.cause is not None:
-                    raise httpx.ReadError(type(stale.cause).__name__) from stale.cause
+                if stale.__cause__ is not None:
+                    raise httpx.ReadError(type(stale.__cause__).__name__) from stale.__cause__
                 raise httpx.RemoteProtocolError(
                     "The upstream closed the connection without answering"
                 ) from None
-            self._put_back(origin, connection, loop.time())
-            return answer
+            finally:
+                self._put_back(origin, connection, loop.time())
         finally:
             self._in_use.release()
 
@@ -218,7 +241,10 @@ class PooledTransport(httpx.AsyncBaseTransport):
         return None
 
     def _put_back(self, origin: Origin, connection: Connection, now: float) -> None:
-        if not connection.reusable or self._closed:
+        if not connection.reusable:
+            connection.abort()
+            return
+        if self._closed:
             connection.close()
             return
         connection.idle_since = now
@@ -247,7 +273,8 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 )
         except TimeoutError:
             raise httpx.ConnectTimeout("Connecting to the upstream timed out") from None
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ValueError) as exc:
+            # ssl.SSLError is an OSError; ValueError: a host name DNS cannot take.
             raise httpx.ConnectError(type(exc).__name__) from exc
         return connection
 

@@ -21,6 +21,8 @@ import orjson
 from gateway import tracing
 from gateway.breaker import CircuitBreaker
 from gateway.callers import CredentialLedger
+from gateway.connection import InvalidAnswerError
+from gateway.decoding import decoder_for
 from gateway.errors import (
     GatewayError,
     UpstreamBadResponseError,
@@ -296,13 +298,30 @@ class GuardedClient:
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
+    if response.is_stream_consumed:
+        # Built whole by its transport (MockTransport's handlers do), httpx decoded it then.
+        if len(response.content) > MAX_RESPONSE_BYTES:
+            raise UpstreamBadResponseError("DeepCall's answer was too large")
+        return response.content
+    # The raw chunks as they come (httpx's aiter_bytes would decode each received
+    # chunk whole), through the same bounded decoder as our own transport's.
+    decoder = decoder_for(
+        (value for name, value in response.headers.raw if name.lower() == b"content-encoding"),
+        MAX_RESPONSE_BYTES,
+    )
     chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
+    raw = size = 0
+    async for chunk in response.aiter_raw():
+        raw += len(chunk)
+        if raw > MAX_RESPONSE_BYTES:
+            raise UpstreamBadResponseError("DeepCall's answer was too large")
+        piece = chunk if decoder is None else decoder.feed(chunk)
+        size += len(piece)
         if size > MAX_RESPONSE_BYTES:
             raise UpstreamBadResponseError("DeepCall's answer was too large")
-        chunks.append(chunk)
+        chunks.append(piece)
+    if decoder is not None:
+        decoder.finish()
     return b"".join(chunks)
 
 
@@ -327,9 +346,21 @@ def parse_report_count(status_code: int, content: bytes) -> int:
 
 
 def translate_httpx_error(exc: httpx.HTTPError) -> GatewayError:
-    """The gateway error for any httpx failure: the one place httpx exceptions are mapped."""
+    """The gateway error for any httpx failure: the one place httpx exceptions are mapped.
+
+    That includes the failures our own transport adds (``gateway.connection``):
+    an answer it refuses (``InvalidAnswerError``: invalid HTTP, over a limit, an
+    upgrade) and a body it cannot decode are bad responses, not retried and not
+    held against DeepCall's health by the breaker. A plain ``RemoteProtocolError``
+    stays unavailability: httpcore raises it for dropped connections as well as
+    for invalid HTTP, and only the former is worth a retry.
+    """
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeoutError("DeepCall did not answer in time")
+    if isinstance(exc, InvalidAnswerError | httpx.DecodingError):
+        # The reason is in our own words (never the upstream's text): log it.
+        logger.warning("upstream answer refused: %s", exc)
+        return UpstreamBadResponseError("DeepCall's answer could not be used")
     if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError):
         # Refused, reset, or a connection dropped mid-answer.
         return UpstreamUnavailableError("DeepCall could not be reached")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+from hostile import inflating_gzip
 
+from gateway.connection import InvalidAnswerError, StaleConnectionError
 from gateway.errors import (
     BadUserInputError,
     ForbiddenError,
@@ -20,6 +24,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from gateway.resilience import is_transient
 from gateway.upstream import (
     MAX_GRAPHQL_INT,
     MAX_RESPONSE_BYTES,
@@ -35,6 +40,7 @@ SSID = Credential(ssid="ssid-SENTINEL-9c41")
 USER = Credential(user_id="user-SENTINEL-5e07", token="token-SENTINEL-b3d2")
 FILTER = {"dtGte": "2025-11-20 00:00:00", "dtLte": "2025-11-23 23:59:59", "agtIds": ["1", "2"]}
 UPSTREAM_TEXT = "upstream-says-SENTINEL-0a7f"
+SUCCESS_BODY = b'{"code":200,"status":"success","cnt":3}'
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -339,6 +345,42 @@ async def test_an_endless_body_stops_being_read_at_the_cap() -> None:
     assert len(sent) <= MAX_RESPONSE_BYTES // len(chunk) + 1
 
 
+def streamed(body: bytes, coding: bytes) -> FakeUpstream:
+    """A fake upstream answering ``body`` as a stream (as a network transport does), encoded."""
+    return FakeUpstream(
+        lambda request: httpx.Response(
+            200, headers=[(b"Content-Encoding", coding)], stream=httpx.ByteStream(body)
+        )
+    )
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"x-gzip", b"deflate"])
+async def test_an_encoded_stream_is_decoded_as_it_is_read(coding: bytes) -> None:
+    """On any httpx transport, an encoded answer is decoded by the bounded decoder and believed."""
+    body = zlib.compress(SUCCESS_BODY) if coding == b"deflate" else gzip.compress(SUCCESS_BODY)
+
+    assert await count(streamed(body, coding)) == 3
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        (b"gzip", inflating_gzip(SUCCESS_BODY, 50)),
+        (b"gzip, gzip", gzip.compress(gzip.compress(SUCCESS_BODY))),
+        (b"g\xe9zip", gzip.compress(SUCCESS_BODY)),
+        (b"br", b"\x0b\x02\x80{}\x03"),
+        (b"gzip", gzip.compress(SUCCESS_BODY)[:-6]),
+    ],
+    ids=["bomb", "two-layers", "not-ascii", "brotli", "cut-short"],
+)
+async def test_an_encoded_stream_that_cannot_be_believed_is_a_bad_response(
+    coding: bytes, body: bytes
+) -> None:
+    """A bomb, two layers, a coding we don't decode, a cut stream: UPSTREAM_BAD_RESPONSE."""
+    with pytest.raises(UpstreamBadResponseError):
+        await count(streamed(body, coding))
+
+
 async def test_a_redirect_is_not_followed() -> None:
     """A 302 is not followed (one request, even on a following client) and is a bad response."""
     fake = answering(
@@ -368,11 +410,13 @@ TRANSLATED_CODES = {"UPSTREAM_TIMEOUT", "UPSTREAM_UNAVAILABLE", "UPSTREAM_BAD_RE
 
 
 def test_request_error_walk_finds_the_known_classes() -> None:
-    """The subclass walk reaches the deep httpx classes, so the next test covers them."""
-    names = {cls.__name__ for cls in request_error_classes()}
+    """The walk reaches deep httpx classes and our transport's own: the next test covers them."""
+    found = request_error_classes()
+    names = {cls.__name__ for cls in found}
 
     assert {"ConnectTimeout", "PoolTimeout", "ConnectError", "RemoteProtocolError"} <= names
-    assert len(names) >= 18
+    assert {InvalidAnswerError, StaleConnectionError} <= set(found)
+    assert len(names) >= 20
 
 
 @pytest.mark.parametrize("cls", request_error_classes(), ids=lambda cls: cls.__name__)
@@ -419,6 +463,33 @@ def test_connection_failures_are_upstream_unavailable(cls: type[httpx.RequestErr
 
     assert type(error) is UpstreamUnavailableError
     assert error.retryable is True
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        InvalidAnswerError("The upstream's answer has too many or too large fields"),
+        httpx.DecodingError("The upstream's answer has more than one content coding"),
+    ],
+    ids=["invalid-answer", "decoding"],
+)
+def test_an_answer_the_transport_refuses_is_a_bad_response_and_not_transient(
+    exc: httpx.HTTPError,
+) -> None:
+    """Invalid HTTP, a limit passed, a coding refused: bad response, no retry, no breaker count."""
+    error = translate_httpx_error(exc)
+
+    assert type(error) is UpstreamBadResponseError
+    assert error.retryable is False
+    assert not is_transient(error)
+
+
+def test_a_connection_closed_before_any_answer_is_unavailable() -> None:
+    """StaleConnectionError, should it ever leave the pool, is a dropped connection: retryable."""
+    error = translate_httpx_error(StaleConnectionError("closed without answering"))
+
+    assert type(error) is UpstreamUnavailableError
+    assert is_transient(error)
 
 
 async def test_a_refused_connection_surfaces_as_unavailable_with_its_cause() -> None:

@@ -12,92 +12,22 @@ import gzip
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import trustme
+from rawserver import OK, RawServer, answering, raw_server
 from simsupport import run_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.connection import keepalive_timeout
+from gateway.connection import InvalidAnswerError, keepalive_timeout
 from gateway.transport import PooledTransport
 
 LIMITS = httpx.Limits(max_connections=10)
-OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"cnt": 7}\n'
-
-
-class RawServer:
-    """Counts connections, keeps each request's bytes, and lets ``handler`` answer."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.disconnected = asyncio.Event()
-        self.received = asyncio.Event()
-        self.url = ""
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
-        """One whole request (head and Content-Length body), or None at the end of input."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        request = head + await reader.readexactly(length)
-        self.requests.append(request)
-        self.received.set()
-        return request
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One connection."""
-        self.connections += 1
-        try:
-            await self.handler(self, reader, writer)
-        except (asyncio.CancelledError, ConnectionError):
-            pass  # the test is over, or the client went away: either ends this connection
-        finally:
-            writer.close()
-
-
-Handler = Callable[[RawServer, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@asynccontextmanager
-async def raw_server(
-    handler: Handler, tls: ssl.SSLContext | None = None
-) -> AsyncIterator[RawServer]:
-    """``handler`` listening on a loopback port of the running loop."""
-    state = RawServer(handler)
-    server = await asyncio.start_server(state.serve, "127.0.0.1", 0, ssl=tls)
-    port = server.sockets[0].getsockname()[1]
-    state.url = f"{'https' if tls else 'http'}://localhost:{port}/api/v2/CallReport/reportCount"
-    async with server:
-        yield state
-        server.close()
-
-
-def answering(response: bytes, *, close_after: bool = False) -> Handler:
-    """A handler that answers every request with ``response``; optionally closes after one."""
-
-    async def handler(
-        state: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        while await state.read_request(reader) is not None:
-            writer.write(response)
-            await writer.drain()
-            if close_after:
-                return
-
-    return handler
 
 
 async def test_post_json_sends_a_complete_http11_request() -> None:
@@ -190,6 +120,8 @@ async def test_the_servers_keepalive_timeout_is_honoured(hint: bytes, connection
         (b"max=3", None),
         (b"Timeout = 2.5", 2.5),
         (b"timeout=x", None),
+        (b"timeout=inf", None),
+        (b"timeout=nan", None),
     ],
 )
 def test_keepalive_header_parsing(value: bytes, seconds: float | None) -> None:
@@ -336,12 +268,12 @@ async def test_a_reset_connection_is_a_read_error() -> None:
 
 
 async def test_reading_stops_past_the_cap_and_the_connection_is_not_reused() -> None:
-    """No more than max_body plus a chunk is kept of a huge answer; that connection closes."""
+    """An answer over max_body is refused as it passes the cap; that connection is dropped."""
     huge = b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200_000
     async with raw_server(answering(huge)) as server, PooledTransport(LIMITS, 1024) as transport:
         for _ in range(2):
-            _, body = await transport.post_json(server.url, b"{}", 5)
-            assert 1024 < len(body) < 200_000
+            with pytest.raises(InvalidAnswerError, match="too large"):
+                await transport.post_json(server.url, b"{}", 5)
     assert server.connections == 2
 
 
