@@ -64,7 +64,6 @@ class Settings:
     request_concurrency: int = 16
     allow_get: bool = False
     graphiql: bool = True
-    ide_assets: str = ""
     introspection: bool = True
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"

@@ -37,7 +37,7 @@ from gateway.errors import (
     VALIDATION_FAILED,
     BadUserInputError,
 )
-from gateway.ide import graphiql_page
+from gateway.ide import CONTENT_SECURITY_POLICY, graphiql_page
 from gateway.responses import Replay
 from gateway.results import (
     REQUEST_ID_HEADER,
@@ -114,9 +114,8 @@ class OperationRequest:
 class GraphQLEndpoint:
     """Serves GraphQL over HTTP (and GraphiQL on GET when enabled)."""
 
-    def __init__(self, schema: Schema, settings: Settings, *, ide_local: bool = False) -> None:
+    def __init__(self, schema: Schema, settings: Settings) -> None:
         self.settings = settings
-        self.ide_local = ide_local
         self.schema = schema
         self.documents = Documents(
             schema._schema,
@@ -238,8 +237,15 @@ class GraphQLEndpoint:
     def _ide(self, request: Request, services: Services, request_id: str) -> Response:
         if self.settings.graphiql and "text/html" in request.headers.get("accept", ""):
             today = dt.datetime.now(self.settings.zone).date()
-            page = graphiql_page(today, services.example_headers, local=self.ide_local)
-            return HTMLResponse(page)
+            page = graphiql_page(today, request.url.path, services.example_headers)
+            return HTMLResponse(
+                page,
+                headers={
+                    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                    "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer",
+                },
+            )
         return error_response(
             405, BadUserInputError.code, "Send queries as a POST of JSON", request_id
         )
