@@ -30,6 +30,7 @@ from gateway.ide import ASSETS_PATH as IDE_ASSETS_PATH
 from gateway.logs import configure_logging
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedDocuments, load_manifest
 from gateway.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from gateway.responses import ResponseCache
 from gateway.results import REQUEST_ID_HEADER
@@ -98,7 +99,7 @@ def create_app(
         routes=[
             Route(
                 "/graphql",
-                GraphQLEndpoint(create_schema(), settings).handle,
+                GraphQLEndpoint(create_schema(), settings, _persisted(settings)).handle,
                 methods=["GET", "POST"],
             ),
             # GraphiQL's files, from the package itself (no CDN, no network).
@@ -119,6 +120,20 @@ def create_app(
     # Set by the server on SIGTERM/SIGINT, before the drain (see gateway.cli.GracefulServer).
     app.state.draining = False
     return app
+
+
+def _persisted(settings: Settings) -> PersistedDocuments:
+    """The trusted documents of ``GATEWAY_PERSISTED_DOCUMENTS`` and the APQ store."""
+    listed = load_manifest(settings.persisted_documents) if settings.persisted_documents else {}
+    if listed:
+        logger.info(
+            "%d persisted documents listed%s",
+            len(listed),
+            "; only they may run" if settings.persisted_only else "",
+        )
+    return PersistedDocuments(
+        listed, persisted_only=settings.persisted_only, maxsize=settings.apq_cache
+    )
 
 
 @contextlib.asynccontextmanager
