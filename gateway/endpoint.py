@@ -24,16 +24,9 @@ from inspect import isawaitable
 from typing import Any, TypeGuard, cast
 
 import orjson
-from graphql import (
-    ExecutionResult,
-    GraphQLError,
-    OperationDefinitionNode,
-    OperationType,
-    execute,
-    parse,
-)
+from graphql import ExecutionResult, OperationType, execute
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 
@@ -41,8 +34,14 @@ from gateway import tracing
 from gateway.config import Settings
 from gateway.context import Caller, RequestBudget, RequestContext, Services
 from gateway.documents import DocumentError, Documents, Limits, Prepared
-from gateway.errors import PARSE_FAILED, VALIDATION_FAILED, BadUserInputError, GatewayError
-from gateway.ide import CONTENT_SECURITY_POLICY, graphiql_page
+from gateway.errors import (
+    PARSE_FAILED,
+    VALIDATION_FAILED,
+    BadUserInputError,
+    GatewayError,
+    PersistedQueryNotFoundError,
+)
+from gateway.ide import graphiql_response
 from gateway.media import JSON, negotiate, status_for
 from gateway.operations import (
     OPERATION_PARAMS,
@@ -50,6 +49,7 @@ from gateway.operations import (
     RequestError,
     from_body,
     from_params,
+    operation_type,
     read_body,
 )
 from gateway.persisted import PersistedDocuments, Resolved
@@ -233,7 +233,7 @@ class GraphQLEndpoint:
         # A batch mixes outcomes: its status is 200, each entry says how it went.
         status = 200 if batch else status_for(media_type, results[0])
         headers = {"Vary": "Accept"}
-        if "PERSISTED_QUERY_NOT_FOUND" in record.codes:
+        if PersistedQueryNotFoundError.code in record.codes:
             # A CDN must not keep the miss: the next request registers the document.
             headers["Cache-Control"] = "private, no-cache, must-revalidate"
         return Response(rendered, status, headers, media_type=media_type)
@@ -263,15 +263,16 @@ class GraphQLEndpoint:
         for outcome, op in zip(resolved, operations, strict=True):
             if not isinstance(outcome, Resolved):
                 continue
-            # Only queries validate against this schema: only a refused document can be
-            # a mutation, and only then is it parsed a second time to tell.
             prepared = self.documents.prepare(outcome.text)
-            if prepared.document is not None or prepared.code == PARSE_FAILED:
-                continue
-            if _operation_type(outcome.text, op.operation_name, self.settings.max_tokens) not in (
-                None,
-                OperationType.QUERY,
-            ):
+            if prepared.document is not None:
+                kind = _selected_type(prepared, op.operation_name)
+            elif prepared.code == PARSE_FAILED:
+                continue  # reported as such by execution
+            else:
+                # Refused by validation (which mutations are, against this schema):
+                # parsed apart, to tell a mutation from a plain mistake.
+                kind = operation_type(outcome.text, op.operation_name, self.settings.max_tokens)
+            if kind not in (None, OperationType.QUERY):
                 raise RequestError(
                     405,
                     BadUserInputError.code,
@@ -305,15 +306,7 @@ class GraphQLEndpoint:
     def _ide(self, request: Request, services: Services, request_id: str) -> Response:
         if self.settings.graphiql and "text/html" in request.headers.get("accept", ""):
             today = dt.datetime.now(self.settings.zone).date()
-            page = graphiql_page(today, request.url.path, services.example_headers)
-            return HTMLResponse(
-                page,
-                headers={
-                    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                    "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer",
-                },
-            )
+            return graphiql_response(today, request.url.path, services.example_headers)
         return error_response(
             405, BadUserInputError.code, "Send queries as a POST of JSON", request_id
         )
@@ -387,16 +380,10 @@ class GraphQLEndpoint:
         return body
 
 
-def _operation_type(text: str, name: str | None, max_tokens: int) -> OperationType | None:
-    """The type of the operation ``name`` selects in ``text``; None if it cannot be told."""
-    try:
-        document = parse(text, max_tokens=max_tokens, no_location=True)
-    except GraphQLError:
-        return None
-    chosen = [
-        definition.operation
-        for definition in document.definitions
-        if isinstance(definition, OperationDefinitionNode)
-        and (name is None or (definition.name is not None and definition.name.value == name))
-    ]
-    return chosen[0] if len(chosen) == 1 else None
+def _selected_type(prepared: Prepared, name: str | None) -> OperationType | None:
+    """The type of the operation ``name`` selects in a valid document; None if none."""
+    operations = prepared.operations
+    if name is None:
+        return next(iter(operations.values())).type if len(operations) == 1 else None
+    chosen = operations.get(name)
+    return chosen.type if chosen is not None else None

@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Final
 
+from starlette.responses import HTMLResponse
+
 from gateway.context import SSID_HEADER
 
 ASSETS: Final = Path(__file__).resolve().parent / "ide_assets"
@@ -87,6 +89,20 @@ def graphiql_page(
     # A JSON data block is never run; "<" escaped, it cannot close its element either.
     data = json.dumps(config).replace("<", "\\u003c")
     return _PAGE.format(assets=html.escape(ASSETS_PATH), config=data)
+
+
+def graphiql_response(
+    today: dt.date, endpoint: str, example_headers: dict[str, str] | None
+) -> HTMLResponse:
+    """The GraphiQL page under its Content-Security-Policy."""
+    return HTMLResponse(
+        graphiql_page(today, endpoint, example_headers),
+        headers={
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 def check_assets(folder: Path = ASSETS) -> list[str]:

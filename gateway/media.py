@@ -11,6 +11,7 @@ GraphQL response. An ``Accept`` that allows neither is answered 406.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
@@ -19,6 +20,8 @@ JSON: Final = "application/json"
 SERVED: Final = (GRAPHQL_RESPONSE_JSON, JSON)
 
 
+# Clients send a handful of distinct Accept values: each is parsed once.
+@functools.lru_cache(maxsize=256)
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer ``accept`` with, or None when neither can be served.
 

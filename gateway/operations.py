@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.requests import Request
 
 from gateway.errors import PARSE_FAILED, BadUserInputError
@@ -130,3 +131,22 @@ def _json_param(params: Mapping[str, str], name: str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise RequestError(400, PARSE_FAILED, f"`{name}` is not valid JSON") from None
+
+
+def operation_type(text: str, name: str | None, max_tokens: int) -> OperationType | None:
+    """The type of the operation ``name`` selects in ``text``; None if it cannot be told.
+
+    For GET, which may carry only queries: parsed apart from ``gateway.documents``,
+    whose verdict (a mutation does not validate against this schema) says no more.
+    """
+    try:
+        document = parse(text, max_tokens=max_tokens, no_location=True)
+    except GraphQLError:
+        return None
+    chosen = [
+        definition.operation
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+        and (name is None or (definition.name is not None and definition.name.value == name))
+    ]
+    return chosen[0] if len(chosen) == 1 else None

@@ -33,7 +33,6 @@ from typing import Any, Final
 import orjson
 from cachetools import LRUCache
 
-from gateway.documents import MAX_CACHED_CHARS
 from gateway.errors import (
     BadUserInputError,
     PersistedQueryIdRequiredError,
@@ -43,6 +42,8 @@ from gateway.errors import (
 from gateway.operations import OperationRequest, RequestError
 
 APOLLO_MANIFEST: Final = "apollo-persisted-query-manifest"
+#: Longer APQ documents are answered but not kept (as gateway.documents caches its own).
+MAX_REGISTERED_CHARS: Final = 32 * 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -110,7 +111,7 @@ class PersistedDocuments:
     """Resolves persisted ids to documents: a trusted list, and a bounded APQ store.
 
     The APQ store is one LRU of ``maxsize`` documents (each at most
-    ``MAX_CACHED_CHARS``) shared by every caller: an entry is only ever the
+    ``MAX_REGISTERED_CHARS``) shared by every caller: an entry is only ever the
     text whose SHA-256 is its key, so no caller can make another run anything
     but what that other asked for; a caller who registers many documents can
     at worst evict others', which costs them one more round trip to register
@@ -160,7 +161,7 @@ class PersistedDocuments:
 
     def register(self, resolved: Resolved) -> None:
         """Remember an APQ document that has validated, unless it is too long to keep."""
-        if resolved.register is not None and len(resolved.text) <= MAX_CACHED_CHARS:
+        if resolved.register is not None and len(resolved.text) <= MAX_REGISTERED_CHARS:
             self._registered[resolved.register] = resolved.text
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from gateway.documents import MAX_CACHED_CHARS
 from gateway.errors import (
     BadUserInputError,
     PersistedQueryIdRequiredError,
@@ -16,7 +15,13 @@ from gateway.errors import (
     PersistedQueryNotInListError,
 )
 from gateway.operations import OperationRequest, RequestError
-from gateway.persisted import PersistedDocuments, Resolved, load_manifest, sha256_hex
+from gateway.persisted import (
+    MAX_REGISTERED_CHARS,
+    PersistedDocuments,
+    Resolved,
+    load_manifest,
+    sha256_hex,
+)
 
 DOC = "{ callCount }"
 OTHER = "{ __typename }"
@@ -111,7 +116,7 @@ def test_a_hash_that_does_not_match_is_refused() -> None:
 
 
 def test_the_apq_store_is_bounded_and_keeps_no_long_documents() -> None:
-    """The store holds at most maxsize documents, none longer than MAX_CACHED_CHARS."""
+    """The store holds at most maxsize documents, none longer than MAX_REGISTERED_CHARS."""
     store = PersistedDocuments(persisted_only=False, maxsize=2)
     texts = [f"{{ a{i}: callCount }}" for i in range(3)]
     for text in texts:
@@ -119,7 +124,7 @@ def test_the_apq_store_is_bounded_and_keeps_no_long_documents() -> None:
     assert len(store) == 2
     with pytest.raises(PersistedQueryNotFoundError):
         store.resolve(op(digest=sha256_hex(texts[0])))
-    long = "{ callCount }" + " " * MAX_CACHED_CHARS
+    long = "{ callCount }" + " " * MAX_REGISTERED_CHARS
     store.register(Resolved(long, register=sha256_hex(long)))
     with pytest.raises(PersistedQueryNotFoundError):
         store.resolve(op(digest=sha256_hex(long)))
@@ -171,3 +176,23 @@ def test_document_id_and_hash_naming_different_documents_is_a_400() -> None:
     store = PersistedDocuments({sha256_hex(DOC): DOC}, persisted_only=False, maxsize=10)
     with pytest.raises(RequestError):
         store.resolve(op(document_id=sha256_hex(DOC), digest=sha256_hex(OTHER)))
+
+
+def test_a_caller_flooding_the_store_costs_another_a_reregistration_never_a_wrong_document() -> (
+    None
+):
+    """One caller's flood evicts another's entry: that one registers again and runs its own text."""
+    store = PersistedDocuments(persisted_only=False, maxsize=8)
+    mine = sha256_hex(DOC)
+    store.register(store.resolve(op(DOC, digest=mine)))
+    for i in range(100):  # another caller registers documents of its own
+        text = f"{{ flood{i}: callCount }}"
+        store.register(store.resolve(op(text, digest=sha256_hex(text))))
+    assert len(store) == 8
+    with pytest.raises(PersistedQueryNotFoundError):
+        store.resolve(op(digest=mine))
+    store.register(store.resolve(op(DOC, digest=mine)))
+    assert store.resolve(op(digest=mine)) == Resolved(DOC)
+    # Nobody can file a document under another's hash.
+    with pytest.raises(BadUserInputError):
+        store.resolve(op("{ __schema { types { name } } }", digest=mine))
