@@ -12,12 +12,6 @@
 # Both stages use the same base, so the venv's interpreter path stays valid.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- ide: GraphiQL's assets from the npm registry, as CI fetches them -------
-FROM node:20-bookworm AS ide
-WORKDIR /ide
-COPY gateway/ide_fetch.py ./
-RUN python3 ide_fetch.py /ide/assets
-
 # ---- build: the project's wheel and its dependencies, in a venv -------------
 FROM ${PYTHON_IMAGE} AS build
 
@@ -30,8 +24,8 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # README.md is the package's long description: the build needs it.
 COPY pyproject.toml README.md ./
+# gateway/ includes GraphiQL's built assets (gateway/ide_assets): no Node stage.
 COPY gateway ./gateway
-COPY --from=ide /ide/assets ./gateway/ide_assets
 # The same install as CI's: a wheel of the project, its dependencies from PyPI.
 RUN pip install .
 

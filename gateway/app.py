@@ -9,7 +9,6 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,11 +27,12 @@ from gateway.callers import CredentialLedger
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
 from gateway.endpoint import GraphQLEndpoint
-from gateway.ide import local_assets_present
-from gateway.ide_fetch import DEFAULT_DEST as DEFAULT_IDE_ASSETS
+from gateway.ide import ASSETS as IDE_ASSETS
+from gateway.ide import ASSETS_PATH as IDE_ASSETS_PATH
 from gateway.logs import configure_logging
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedDocuments, load_manifest
 from gateway.resilience import RetryBudgets, RetryPolicy
 from gateway.responses import ResponseCache
 from gateway.results import REQUEST_ID_HEADER
@@ -97,22 +97,19 @@ def create_app(
                 max_age=600,
             )
         )
-    ide_assets = Path(settings.ide_assets) if settings.ide_assets else DEFAULT_IDE_ASSETS
-    ide_local = settings.graphiql and local_assets_present(ide_assets)
-    if settings.graphiql and not ide_local:
-        logger.warning(
-            "GraphiQL assets not found in %s (run: deepcall-gateway fetch-ide); "
-            "the page will load them from a CDN",
-            ide_assets,
-        )
     app = Starlette(
         routes=[
             Route(
                 "/graphql",
-                GraphQLEndpoint(create_schema(), settings, ide_local=ide_local).handle,
+                GraphQLEndpoint(create_schema(), settings, _persisted(settings)).handle,
                 methods=["GET", "POST"],
             ),
-            *([Mount("/graphql/ide", StaticFiles(directory=ide_assets))] if ide_local else []),
+            # GraphiQL's files, from the package itself (no CDN, no network).
+            *(
+                [Mount(IDE_ASSETS_PATH, StaticFiles(directory=IDE_ASSETS))]
+                if settings.graphiql
+                else []
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *([Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []),
@@ -125,6 +122,20 @@ def create_app(
     # Set by the server on SIGTERM/SIGINT, before the drain (see gateway.cli.GracefulServer).
     app.state.draining = False
     return app
+
+
+def _persisted(settings: Settings) -> PersistedDocuments:
+    """The trusted documents of ``GATEWAY_PERSISTED_DOCUMENTS`` and the APQ store."""
+    listed = load_manifest(settings.persisted_documents) if settings.persisted_documents else {}
+    if listed:
+        logger.info(
+            "%d persisted documents listed%s",
+            len(listed),
+            "; only they may run" if settings.persisted_only else "",
+        )
+    return PersistedDocuments(
+        listed, persisted_only=settings.persisted_only, maxsize=settings.apq_cache
+    )
 
 
 @contextlib.asynccontextmanager

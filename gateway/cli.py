@@ -172,12 +172,6 @@ def _simulate(args: argparse.Namespace) -> int:
     return _run(GracefulServer(config))
 
 
-def _fetch_ide(args: argparse.Namespace) -> int:
-    from gateway import ide_fetch
-
-    return ide_fetch.main([args.dest] if args.dest else [])
-
-
 def _export_schema(args: argparse.Namespace) -> int:
     from gateway.schema import schema_sdl
 
@@ -205,12 +199,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.set_defaults(run=_export_schema)
-
-    fetch_ide = commands.add_parser(
-        "fetch-ide", help="fetch GraphiQL's assets from the npm registry (needs npm)"
-    )
-    fetch_ide.add_argument("dest", nargs="?", help="folder (default: gateway/ide_assets)")
-    fetch_ide.set_defaults(run=_fetch_ide)
 
     args = parser.parse_args(argv)
     status: int = args.run(args)

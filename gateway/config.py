@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from starlette.config import Config
 from starlette.datastructures import Secret
 
+from gateway.persisted import load_manifest
+
 EMBEDDED = "embedded"
 T = TypeVar("T")
 
@@ -67,11 +69,13 @@ class Settings:
     max_fanout: int = 100
     max_buckets: int = 400
     document_cache: int = 512
+    apq_cache: int = 1000
+    persisted_documents: str = ""
+    persisted_only: bool = False
     response_cache: int = 4096
     request_concurrency: int = 16
     allow_get: bool = False
     graphiql: bool = True
-    ide_assets: str = ""
     introspection: bool = True
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -111,6 +115,15 @@ class Settings:
         reader.check("GATEWAY_UPSTREAM_URL", _upstream_url, values["upstream_url"])
         reader.check("GATEWAY_UPSTREAM_TZ", ZoneInfo, values["upstream_tz"])
         reader.check("GATEWAY_REDIS_URL", _redis_url, values["redis_url"])
+        if values["persisted_documents"]:
+            reader.check(
+                "GATEWAY_PERSISTED_DOCUMENTS", load_manifest, values["persisted_documents"]
+            )
+        elif values["persisted_only"]:
+            reader.fail(
+                "GATEWAY_PERSISTED_ONLY needs GATEWAY_PERSISTED_DOCUMENTS: the file of the "
+                "documents that may run"
+            )
         if not reader.problems:
             _check_together(reader, values)
         for old, new in _REPLACED.items():
@@ -163,6 +176,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_fanout": (1, 10_000),
     "max_buckets": (1, 10_000),
     "document_cache": (1, 100_000),
+    "apq_cache": (1, 1_000_000),
     "response_cache": (1, 1_000_000),
     "request_concurrency": (1, 1000),
     "shutdown_timeout": (0, 3600),

@@ -1,6 +1,8 @@
-"""The ``/graphql`` HTTP endpoint: request parsing, batching, execution, logging.
+"""The ``/graphql`` HTTP endpoint: negotiation, batching, execution, logging.
 
-How results and errors become response bodies is ``gateway.results``.
+How requests become operations is ``gateway.operations``; persisted ids become
+documents in ``gateway.persisted``; the media type and status are
+``gateway.media``'s; results and errors become bodies in ``gateway.results``.
 
 A request is one operation (a JSON object) or an array of them (what Apollo's
 BatchHttpLink sends), bounded by ``GATEWAY_MAX_BATCH``; all operations of one
@@ -16,15 +18,15 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import Any, TypeGuard, cast
 
 import orjson
-from graphql import ExecutionResult, execute
+from graphql import ExecutionResult, OperationType, execute
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 
@@ -37,8 +39,21 @@ from gateway.errors import (
     PARSE_FAILED,
     VALIDATION_FAILED,
     BadUserInputError,
+    GatewayError,
+    PersistedQueryNotFoundError,
 )
-from gateway.ide import graphiql_page
+from gateway.ide import graphiql_response
+from gateway.media import JSON, negotiate, status_for
+from gateway.operations import (
+    OPERATION_PARAMS,
+    OperationRequest,
+    RequestError,
+    from_body,
+    from_params,
+    operation_type,
+    read_body,
+)
+from gateway.persisted import PersistedDocuments, Resolved
 from gateway.responses import Replay
 from gateway.results import (
     REQUEST_ID_HEADER,
@@ -61,14 +76,6 @@ def request_id_of(request: Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID.
     return given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
-
-
-class RequestError(Exception):
-    """The HTTP request itself is unusable; answered with ``status`` and one coded error."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass
@@ -103,23 +110,18 @@ class RequestRecord:
         }
 
 
-@dataclass(frozen=True)
-class OperationRequest:
-    """One operation as the client sent it."""
-
-    query: str
-    variables: dict[str, Any] | None
-    operation_name: str | None
-
-
 class GraphQLEndpoint:
     """Serves GraphQL over HTTP (and GraphiQL on GET when enabled)."""
 
-    def __init__(self, schema: Schema, settings: Settings, *, ide_local: bool = False) -> None:
+    def __init__(
+        self, schema: Schema, settings: Settings, persisted: PersistedDocuments | None = None
+    ) -> None:
         self.settings = settings
-        self.ide_local = ide_local
         self.schema = schema
         self.proxies = TrustedProxies(settings.trusted_proxies)
+        if persisted is None:
+            persisted = PersistedDocuments(persisted_only=False, maxsize=settings.apq_cache)
+        self.persisted = persisted
         self.documents = Documents(
             schema._schema,
             Limits(
@@ -172,25 +174,37 @@ class GraphQLEndpoint:
         self, request: Request, services: Services, record: RequestRecord
     ) -> Response:
         body = b""
+        media_type = JSON
         peer = request.client.host if request.client is not None else None
         caller = Caller.identify(
             services.keys, request.headers, self.proxies.client_of(peer, request.headers)
         )
         try:
-            if request.method == "GET":
-                if "query" not in request.query_params:
-                    record.counted = False
-                    return self._ide(request, services, record.request_id)
-                batch, operations = False, [self._get_operation(request.query_params)]
+            is_get = request.method == "GET"
+            if is_get and OPERATION_PARAMS.isdisjoint(request.query_params):
+                record.counted = False
+                return self._ide(request, services, record.request_id)
+            media_type = self._negotiate(request)
+            if is_get:
+                if not self.settings.allow_get:
+                    raise RequestError(
+                        405, BadUserInputError.code, "Send queries as a POST of JSON"
+                    )
+                batch, operations = False, [from_params(request.query_params)]
             else:
-                body = await self._read_body(request)
-                replayed = self._replay(caller, services, body, record)
+                body = await read_body(request, self.settings.max_body_bytes)
+                replayed = self._replay(caller, services, body, record, media_type)
                 if replayed is not None:
                     return replayed
-                batch, operations = self._post_operations(body)
+                batch, operations = from_body(body, self.settings.max_batch)
+            resolved = [self._resolve(op) for op in operations]
+            if is_get:
+                self._refuse_non_queries(resolved, operations)
         except RequestError as exc:
             record.codes.append(exc.code)
-            return error_response(exc.status, exc.code, exc.message, record.request_id)
+            return error_response(
+                exc.status, exc.code, exc.message, record.request_id, media_type, exc.headers
+            )
         except ClientDisconnect:
             record.codes.append("CLIENT_DISCONNECTED")
             return Response(status_code=499)
@@ -201,7 +215,7 @@ class GraphQLEndpoint:
         contexts = [
             RequestContext.create(services, record.request_id, caller, budget) for _ in operations
         ]
-        results = await self.execute_all(operations, contexts, record)
+        results = await self.execute_all(operations, resolved, contexts, record)
         record.codes.extend(
             error["extensions"]["code"] for result in results for error in result.get("errors", ())
         )
@@ -221,10 +235,63 @@ class GraphQLEndpoint:
                     rendered, tuple(budget.served), tuple(record.operations), record.upstream_fields
                 ),
             )
-        return Response(rendered, media_type="application/json")
+        # A batch mixes outcomes: its status is 200, each entry says how it went.
+        status = 200 if batch else status_for(media_type, results[0])
+        headers = {"Vary": "Accept"}
+        if PersistedQueryNotFoundError.code in record.codes:
+            # A CDN must not keep the miss: the next request registers the document.
+            headers["Cache-Control"] = "private, no-cache, must-revalidate"
+        return Response(rendered, status, headers, media_type=media_type)
+
+    def _negotiate(self, request: Request) -> str:
+        """The response's media type for the request's ``Accept``; a 406 when none fits."""
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            raise RequestError(
+                406,
+                BadUserInputError.code,
+                "Accept application/graphql-response+json or application/json",
+            )
+        return media_type
+
+    def _resolve(self, op: OperationRequest) -> Resolved | GatewayError:
+        """The document ``op`` runs, or the error that refuses it (persisted ids, safelist)."""
+        try:
+            return self.persisted.resolve(op)
+        except GatewayError as exc:
+            return exc
+
+    def _refuse_non_queries(
+        self, resolved: list[Resolved | GatewayError], operations: list[OperationRequest]
+    ) -> None:
+        """GET must not change anything: a mutation or subscription sent by GET is a 405."""
+        for outcome, op in zip(resolved, operations, strict=True):
+            if not isinstance(outcome, Resolved):
+                continue
+            prepared = self.documents.prepare(outcome.text)
+            if prepared.document is not None:
+                kind = _selected_type(prepared, op.operation_name)
+            elif prepared.code == PARSE_FAILED:
+                continue  # reported as such by execution
+            else:
+                # Refused by validation (which mutations are, against this schema):
+                # parsed apart, to tell a mutation from a plain mistake.
+                kind = operation_type(outcome.text, op.operation_name, self.settings.max_tokens)
+            if kind not in (None, OperationType.QUERY):
+                raise RequestError(
+                    405,
+                    BadUserInputError.code,
+                    "Only queries may be sent by GET; POST anything else",
+                    {"Allow": "POST"},
+                )
 
     def _replay(
-        self, caller: Caller, services: Services, body: bytes, record: RequestRecord
+        self,
+        caller: Caller,
+        services: Services,
+        body: bytes,
+        record: RequestRecord,
+        media_type: str,
     ) -> Response | None:
         """The remembered answer to this exact request, while all its counts are fresh."""
         if caller.principal is None:
@@ -238,80 +305,37 @@ class GraphQLEndpoint:
         record.budget.cache_hits = hits
         record.operations = list(replay.operations)
         record.upstream_fields = replay.upstream_fields
-        return Response(replay.body, media_type="application/json")
+        # Only error-free answers are remembered: 200 in either media type.
+        return Response(replay.body, headers={"Vary": "Accept"}, media_type=media_type)
 
     def _ide(self, request: Request, services: Services, request_id: str) -> Response:
         if self.settings.graphiql and "text/html" in request.headers.get("accept", ""):
             today = dt.datetime.now(self.settings.zone).date()
-            page = graphiql_page(today, services.example_headers, local=self.ide_local)
-            return HTMLResponse(page)
+            return graphiql_response(today, request.url.path, services.example_headers)
         return error_response(
             405, BadUserInputError.code, "Send queries as a POST of JSON", request_id
         )
 
-    def _get_operation(self, params: Mapping[str, str]) -> OperationRequest:
-        if not self.settings.allow_get:
-            raise RequestError(405, BadUserInputError.code, "Send queries as a POST of JSON")
-        try:
-            raw = params.get("variables")
-            variables = orjson.loads(raw) if raw is not None else None
-        except orjson.JSONDecodeError:
-            raise RequestError(400, PARSE_FAILED, "`variables` is not valid JSON") from None
-        return _operation(
-            {
-                "query": params.get("query"),
-                "variables": variables,
-                "operationName": params.get("operationName"),
-            }
-        )
-
-    async def _read_body(self, request: Request) -> bytes:
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise RequestError(415, BadUserInputError.code, "POST a JSON body (application/json)")
-        limit = self.settings.max_body_bytes
-        too_large = RequestError(413, BadUserInputError.code, f"The body exceeds {limit} bytes")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():  # counted as it arrives, not after
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _post_operations(self, body: bytes) -> tuple[bool, list[OperationRequest]]:
-        try:
-            # orjson refuses NaN and Infinity (not JSON) and nesting past 1,024 levels.
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise RequestError(400, PARSE_FAILED, "The body is not valid JSON") from None
-        if not isinstance(payload, list):
-            return False, [_operation(payload)]
-        if not payload:
-            raise RequestError(400, PARSE_FAILED, "The batch is empty")
-        if len(payload) > self.settings.max_batch:
-            raise RequestError(
-                400,
-                BadUserInputError.code,
-                f"A batch of {len(payload)} operations; at most {self.settings.max_batch}",
-            )
-        return True, [_operation(item) for item in payload]
-
     async def execute_all(
         self,
         operations: list[OperationRequest],
+        resolved: list[Resolved | GatewayError],
         contexts: list[RequestContext],
         record: RequestRecord,
     ) -> list[dict[str, Any]]:
         """Run every operation of one request, concurrently, within one fan-out budget."""
-        prepared = [self.documents.prepare(op.query) for op in operations]
+        prepared: list[Prepared | GatewayError] = []
+        for outcome in resolved:
+            if isinstance(outcome, GatewayError):
+                prepared.append(outcome)
+                continue
+            ready = self.documents.prepare(outcome.text)
+            if ready.document is not None:
+                self.persisted.register(outcome)
+            prepared.append(ready)
         planned = 0
         for index, (op, doc) in enumerate(zip(operations, prepared, strict=True)):
-            if doc.document is not None:
+            if isinstance(doc, Prepared) and doc.document is not None:
                 with contextlib.suppress(DocumentError):
                     selected = doc.select(op.operation_name)
                     planned += selected.upstream_fields
@@ -331,9 +355,11 @@ class GraphQLEndpoint:
         )
 
     async def execute(
-        self, op: OperationRequest, prepared: Prepared, context: RequestContext
+        self, op: OperationRequest, prepared: Prepared | GatewayError, context: RequestContext
     ) -> dict[str, Any]:
         """Run one prepared operation and return its response body."""
+        if isinstance(prepared, GatewayError):
+            return {"errors": [{"message": prepared.message, "extensions": prepared.extensions()}]}
         if prepared.document is None:
             return {"errors": [rejected(error, prepared.code) for error in prepared.errors]}
         try:
@@ -359,18 +385,10 @@ class GraphQLEndpoint:
         return body
 
 
-def _operation(payload: object) -> OperationRequest:
-    if not isinstance(payload, dict):
-        raise RequestError(400, PARSE_FAILED, "Each operation must be a JSON object with a query")
-    query, variables, name = (
-        payload.get("query"),
-        payload.get("variables"),
-        payload.get("operationName"),
-    )
-    if not isinstance(query, str) or not query.strip():
-        raise RequestError(400, PARSE_FAILED, "Send the GraphQL document as a string `query`")
-    if variables is not None and not isinstance(variables, dict):
-        raise RequestError(400, PARSE_FAILED, "`variables` must be a JSON object")
-    if name is not None and not isinstance(name, str):
-        raise RequestError(400, PARSE_FAILED, "`operationName` must be a string")
-    return OperationRequest(query, variables, name)
+def _selected_type(prepared: Prepared, name: str | None) -> OperationType | None:
+    """The type of the operation ``name`` selects in a valid document; None if none."""
+    operations = prepared.operations
+    if name is None:
+        return next(iter(operations.values())).type if len(operations) == 1 else None
+    chosen = operations.get(name)
+    return chosen.type if chosen is not None else None

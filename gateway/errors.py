@@ -11,6 +11,10 @@ Every failure a client can see is one of these, and each class carries the
     ├── RateLimitedError*           RATE_LIMITED           the gateway's own per-client limit
     │   └── NewCredentialsLimitedError*                    too many new credentials, one address
     ├── InternalServerError         INTERNAL_SERVER_ERROR  anything unexpected (message masked)
+    ├── PersistedQueryError                                (abstract) no persisted document
+    │   ├── PersistedQueryNotFoundError   PERSISTED_QUERY_NOT_FOUND    APQ: unknown hash
+    │   ├── PersistedQueryNotInListError  PERSISTED_QUERY_NOT_IN_LIST  id not in the list
+    │   └── PersistedQueryIdRequiredError PERSISTED_QUERY_ID_REQUIRED  text sent, id required
     └── UpstreamFailure                                    (abstract) the upstream let us down
         ├── UpstreamError           UPSTREAM_ERROR         upstream 1009; unknown codes
         ├── UpstreamUnavailableError UPSTREAM_UNAVAILABLE  upstream 1010; refused/reset/dropped
@@ -112,6 +116,28 @@ class InternalServerError(GatewayError):
     code = "INTERNAL_SERVER_ERROR"
 
 
+class PersistedQueryError(GatewayError):
+    """Base for requests whose persisted document cannot be had or may not run."""
+
+
+class PersistedQueryNotFoundError(PersistedQueryError):
+    """Automatic persisted queries: the hash is not known here; send it with the query."""
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+
+class PersistedQueryNotInListError(PersistedQueryError):
+    """Trusted documents only: the id names no document of the list."""
+
+    code = "PERSISTED_QUERY_NOT_IN_LIST"
+
+
+class PersistedQueryIdRequiredError(PersistedQueryError):
+    """Trusted documents only: a document's text was sent, not the id of a listed one."""
+
+    code = "PERSISTED_QUERY_ID_REQUIRED"
+
+
 class UpstreamFailure(GatewayError):
     """Base for failures caused by the upstream rather than the client."""
 
@@ -183,6 +209,9 @@ CODES: tuple[str, ...] = (
     PARSE_FAILED,
     VALIDATION_FAILED,
     RateLimitedError.code,
+    PersistedQueryNotFoundError.code,
+    PersistedQueryNotInListError.code,
+    PersistedQueryIdRequiredError.code,
     InternalServerError.code,
 )
 

@@ -36,12 +36,20 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(status: int, code: str, message: str, request_id: str) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    media_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """A GraphQL-shaped error response for a request that never reached execution."""
     return JSONResponse(
         {"errors": [coded(message, code)]},
         status_code=status,
-        headers={REQUEST_ID_HEADER: request_id},
+        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
+        media_type=media_type,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -350,3 +352,28 @@ def test_deadline_shorter_than_one_try_is_refused() -> None:
     """An overall deadline shorter than the per-try timeout is a configuration error."""
     with pytest.raises(SettingsError, match="GATEWAY_UPSTREAM_DEADLINE"):
         Settings.from_environ({"GATEWAY_UPSTREAM_TIMEOUT": "5", "GATEWAY_UPSTREAM_DEADLINE": "2"})
+
+
+def test_persisted_documents_are_checked_at_start_up(tmp_path: Path) -> None:
+    """A persisted-documents file that cannot be used stops start-up with one line saying why."""
+    good = tmp_path / "ok.json"
+    good.write_text(json.dumps({"abc": "{ callCount }"}))
+    settings = Settings.from_environ(
+        {"GATEWAY_PERSISTED_DOCUMENTS": str(good), "GATEWAY_PERSISTED_ONLY": "true"}
+    )
+    assert (settings.persisted_documents, settings.persisted_only) == (str(good), True)
+
+    (bad := tmp_path / "bad.json").write_text("[1, 2]")
+    (line,) = problems({"GATEWAY_PERSISTED_DOCUMENTS": str(bad)})
+    assert line.startswith("GATEWAY_PERSISTED_DOCUMENTS=")
+    assert "expected an apollo-persisted-query-manifest" in line
+    (line,) = problems({"GATEWAY_PERSISTED_DOCUMENTS": str(tmp_path / "absent.json")})
+    assert "cannot read it" in line
+
+
+def test_persisted_only_needs_a_list_of_documents() -> None:
+    """GATEWAY_PERSISTED_ONLY without GATEWAY_PERSISTED_DOCUMENTS (nothing could run) is refused."""
+    (line,) = problems({"GATEWAY_PERSISTED_ONLY": "true"})
+    assert "GATEWAY_PERSISTED_DOCUMENTS" in line
+    assert Settings.from_environ({}).apq_cache == 1000
+    assert problems({"GATEWAY_APQ_CACHE": "0"})[0].startswith("GATEWAY_APQ_CACHE")

@@ -140,11 +140,9 @@ def test_the_parser_reads_continuations_and_stages() -> None:
 
 
 def test_image_is_multi_stage_on_one_slim_python(dockerfile: list[Stage], final: Stage) -> None:
-    """The image's build and runtime stages share one slim Python 3.11+ base (the GraphiQL
-    assets come from a Node stage whose files alone are copied)."""
+    """The image's build and runtime stages share one slim Python 3.11+ base."""
     assert len(dockerfile) >= 2
-    python_stages = [stage for stage in dockerfile if stage.name != "ide"]
-    bases = {stage.base for stage in python_stages}
+    bases = {stage.base for stage in dockerfile}
     assert len(bases) == 1, bases
     image, _, tag = bases.pop().partition(":")
     assert image == "python"

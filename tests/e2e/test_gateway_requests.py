@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from conftest import ACME, GLOBEX, Gateway, headers_for
@@ -266,19 +265,30 @@ def test_cors_allows_listed_origins_and_credential_headers(
     assert "access-control-allow-origin" not in denied.headers
 
 
-def test_without_local_assets_graphiql_falls_back_to_the_cdn_and_says_so(
-    start_gateway: Callable[..., Gateway],
-    sim: Simulator,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+def test_graphiql_page_loads_only_its_packaged_assets_under_a_strict_policy(
+    start_gateway: Callable[..., Gateway], sim: Simulator
 ) -> None:
-    """Without fetched assets the page loads GraphiQL from the CDN; the log says how to fix it."""
-    gateway = start_gateway(graphiql=True, ide_assets=str(tmp_path))
-    page = gateway.client.get(f"{gateway.url}/graphql", headers={"accept": "text/html"}).text
-    assert "https://unpkg.com/graphiql@" in page
-    assert "/graphql/ide/" not in page
-    assert any("fetch-ide" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
-    assert gateway.client.get(f"{gateway.url}/graphql/ide/graphiql.min.js").status_code == 404
+    """The page runs no inline script, its CSP names only 'self', and what it loads is served."""
+    gateway = start_gateway(graphiql=True)
+    page = gateway.client.get(f"{gateway.url}/graphql", headers={"accept": "text/html"})
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in page.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == policy["worker-src"] == policy["connect-src"] == "'self'"
+    assert all("http" not in sources and "*" not in sources for sources in policy.values())
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.DOTALL)
+    assert [attrs for attrs, body in scripts if body.strip()] == [
+        ' type="application/json" id="graphiql-config"'
+    ]
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert set(loaded) == {"/graphql/ide/graphiql.js", "/graphql/ide/graphiql.css"}
+    for path in [*loaded, "/graphql/ide/workers/graphql.worker.js"]:
+        asset = gateway.client.get(f"{gateway.url}{path}")
+        assert asset.status_code == 200, path
+        assert asset.headers["content-type"].split(";")[0] in ("text/javascript", "text/css")
+    assert sim.request_count == 0
 
 
 def test_finished_requests_are_freed_without_the_cycle_collector(

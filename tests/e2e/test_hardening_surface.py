@@ -212,7 +212,7 @@ def test_array_batching_returns_results_in_order(gateway: Gateway, sim: Simulato
 def test_get_queries_work_when_switched_on(
     start_gateway: Callable[..., Gateway], sim: Simulator
 ) -> None:
-    """With GATEWAY_ALLOW_GET on, a GET query runs; a GET mutation still does not."""
+    """With GATEWAY_ALLOW_GET on, a GET query runs; a GET mutation is a 405 and does not."""
     gateway = start_gateway(allow_get=True)
     response = gateway.client.get(
         f"{gateway.url}/graphql",
@@ -223,8 +223,13 @@ def test_get_queries_work_when_switched_on(
         headers=headers_for(ACME),
     )
     assert response.json() == {"data": {"callCount": sim.count("acme", {"campId": 123})}}
-    mutation = gateway.client.get(f"{gateway.url}/graphql", params={"query": "mutation { x }"})
-    assert codes(mutation.json()) == ["GRAPHQL_VALIDATION_FAILED"]
+    for accept in ("application/json", "application/graphql-response+json"):
+        mutation = gateway.client.get(
+            f"{gateway.url}/graphql", params={"query": "mutation { x }"}, headers={"accept": accept}
+        )
+        assert (mutation.status_code, mutation.headers["allow"]) == (405, "POST")
+        assert codes(mutation.json()) == ["BAD_USER_INPUT"]
+    assert sim.request_count == 1
 
 
 def test_cors_preflight_is_cached(start_gateway: Callable[..., Gateway], sim: Simulator) -> None:
