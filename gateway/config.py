@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,6 +41,8 @@ class Settings:
     upstream_concurrency: int = 64
     upstream_queue: int = 256
     upstream_queue_timeout: float = 1.0
+    upstream_proxy: Secret | None = None
+    upstream_ca_file: str = ""
     breaker_threshold: int = 5
     breaker_cooldown: float = 10.0
     cache_ttl: float = 15.0
@@ -100,10 +103,11 @@ class Settings:
                 values[field.name] = reader.number(key, type(fallback), fallback, low, high)
             else:
                 cast = _CASTS.get(field.name, type(fallback))
-                values[field.name] = reader.get(key, cast, fallback)
+                values[field.name] = reader.get(key, cast, fallback, hidden=field.name in _HIDDEN)
         reader.check("GATEWAY_UPSTREAM_URL", _upstream_url, values["upstream_url"])
         reader.check("GATEWAY_UPSTREAM_TZ", ZoneInfo, values["upstream_tz"])
         reader.check("GATEWAY_REDIS_URL", _redis_url, values["redis_url"])
+        reader.check("GATEWAY_UPSTREAM_CA_FILE", _ca_file, values["upstream_ca_file"])
         if not reader.problems and values["upstream_deadline"] < values["upstream_timeout"]:
             reader.fail("GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT")
         if (
@@ -156,6 +160,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# Settings whose values a problem line must not repeat.
+_HIDDEN = frozenset({"cache_key_secret", "upstream_proxy"})
+
+
 def _lower(value: str) -> str:
     return value.strip().lower()
 
@@ -170,14 +178,16 @@ class _Reader:
     def fail(self, problem: str) -> None:
         self.problems.append(problem)
 
-    def get(self, key: str, cast: Callable[[Any], T], default: T) -> T:
+    def get(self, key: str, cast: Callable[[Any], T], default: T, hidden: bool = False) -> T:
+        """``key`` read by ``cast``; a ``hidden`` value is never repeated in a problem."""
         try:
             value: T | None = self._config(key, cast=cast, default=None)
         except (ValueError, TypeError) as exc:
             raw = self._config(key, default="")
             # starlette re-raises a generic error inside ours; ours says what is expected.
             ours = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
-            self.fail(f"{key}={raw!r} is invalid: {_reason(ours)}")
+            shown = f"{key} (value not shown)" if hidden else f"{key}={raw!r}"
+            self.fail(f"{shown} is invalid: {_reason(ours)}")
             return default
         return default if value is None else value
 
@@ -216,6 +226,28 @@ def _redis_url(value: str) -> None:
         raise ValueError("expected redis://host:6379/0, rediss://… or unix://…")
 
 
+def _proxy(value: str) -> Secret | None:
+    # Its messages never quote the value: it may hold the proxy's password.
+    text = value.strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise ValueError("expected http://[user:password@]host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("the proxy URL must not carry a path, query or fragment")
+    return Secret(text)
+
+
+def _ca_file(path: str) -> None:
+    if path:
+        ssl.create_default_context(cafile=path)
+
+
 def _origins(value: str) -> tuple[str, ...]:
     origins = tuple(item.strip() for item in value.split(",") if item.strip())
     for origin in origins:
@@ -243,6 +275,7 @@ def _log_level(value: str) -> str:
 # Settings whose values need more than their default's type to read.
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "cache_key_secret": Secret,
+    "upstream_proxy": _proxy,
     "cors_origins": _origins,
     "log_level": _log_level,
     "log_format": _log_format,
