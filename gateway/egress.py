@@ -80,7 +80,14 @@ class ProxiedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the proxy; raise httpx errors only."""
         try:
-            response = await self._inner.handle_async_request(request)
+            try:
+                response = await self._inner.handle_async_request(request)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                # Closed (or reset) before any answer: most likely a kept-alive connection
+                # the proxy closed as we reused it (tinyproxy closes every forwarded one,
+                # without saying so). reportCount is a read: send it once more; the pool
+                # has dropped that connection, so this goes on a new one.
+                response = await self._inner.handle_async_request(request)
         except httpx.ProxyError as exc:
             # httpx's message is the proxy's status line, e.g. "403 Access violation".
             logger.warning("the forward proxy %s refused: %s", self.proxy_address, exc)

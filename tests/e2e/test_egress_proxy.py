@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import socketserver
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -174,6 +176,76 @@ def test_http_upstream_is_called_in_absolute_form_through_the_proxy(
         assert "proxy-authorization" not in seen.headers
     target = f"POST {upstream.url}/api/v2/CallReport/reportCount HTTP/1.1"
     assert proxy.request_lines() == [target, target]
+
+
+class ClosingProxy(socketserver.ThreadingTCPServer):
+    """A forward proxy (and upstream) that answers the first request on each connection
+    and closes the connection, unannounced, when a second one arrives on it: the race of
+    a proxy closing a kept-alive connection just as the client reuses it, every time."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ClosingHandler)
+        self.request_lines: list[str] = []
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ClosingHandler(socketserver.StreamRequestHandler):
+    server: ClosingProxy
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        for answered in (False, True):
+            head = []
+            while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                head.append(line.decode("latin-1").strip())
+            if not head:
+                return
+            self.server.request_lines.append(head[0])
+            length = next(
+                int(h.split(":")[1]) for h in head if h.lower().startswith("content-length")
+            )
+            self.rfile.read(length)
+            if answered:
+                return  # close, unannounced, without answering the second request
+            body = b'{"code":200,"status":"success","cnt":7}'
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nVia: 1.1 closing\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            self.wfile.flush()
+
+
+def test_a_connection_the_proxy_closes_as_it_is_reused_costs_no_failure(
+    stack: ExitStack,
+) -> None:
+    """A kept-alive proxy connection closed as it is reused is sent once more on a new one:
+    with no retries to hide a failure, every call succeeds."""
+    proxy = stack.enter_context(ClosingProxy())
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    stack.callback(proxy.shutdown)
+    environ = {
+        "GATEWAY_UPSTREAM_URL": "http://upstream.test",
+        "GATEWAY_UPSTREAM_PROXY": proxy.url,
+        "GATEWAY_UPSTREAM_RETRIES": "0",
+        "GATEWAY_UPSTREAM_MAX_CONNECTIONS": "1",
+    }
+    gateway, _ = serve_gateway(stack, environ)
+
+    for campaign in (1, 2, 3):
+        query = f"{{ n: callCount(filter: {{campaignId: {campaign}}}) }}"
+        assert gateway.query(query, headers_for(ACME)) == {"data": {"n": 7}}
+
+    target = "POST http://upstream.test/api/v2/CallReport/reportCount HTTP/1.1"
+    # Calls 2 and 3 each met the close on the kept connection and went again on a new one.
+    assert proxy.request_lines == [target] * 5
+    assert proxy.connections == 3
 
 
 def test_https_upstream_is_reached_through_one_kept_connect_tunnel(
