@@ -61,6 +61,7 @@ def config_text(
     auth: tuple[str, str] | None = None,
     connect_ports: Iterable[int] = (),
     max_clients: int = 50,
+    log_level: str = "Connect",
 ) -> str:
     """A tinyproxy config for loopback only; no ``ConnectPort`` lines allow CONNECT to any port."""
     lines = [
@@ -71,7 +72,7 @@ def config_text(
         "Timeout 30",
         f"MaxClients {max_clients}",
         f'LogFile "{log}"',
-        "LogLevel Connect",
+        f"LogLevel {log_level}",
         f'ViaProxyName "{VIA_NAME}"',
         "DisableViaHeader No",
     ]
