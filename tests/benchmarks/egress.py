@@ -6,15 +6,17 @@ Four gateways (``python -m gateway serve``, one process each) ask the same
 upstream stub (``peer/stub.mjs``, over http and, with a throwaway CA's
 certificate, over https): straight, and through one tinyproxy (absolute-form
 requests for http, ``CONNECT`` tunnels for https). Each is driven with wrk on
-the ``miss_vars`` scenario (every request one new upstream call), the four in
-turn, ``--runs`` times. Per run: the gateway's CPU (user + system) over the
-upstream calls the stub counted, and the proxy's own CPU over the same calls.
+the ``miss_vars`` scenario (every request one new upstream call; 32 wrk
+connections, or ``--connections``), the four in turn, ``--runs`` times. Per
+run: the gateway's CPU (user + system) over the upstream calls the stub
+counted, and the proxy's own CPU over the same calls.
 It prints the medians as a markdown table, and every run as JSON with ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import socket
 import statistics
@@ -135,22 +137,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=SCENARIO.connections)
     parser.add_argument("--json", type=Path, help="write every run here")
     args = parser.parse_args(argv)
+    scenario = dataclasses.replace(SCENARIO, connections=args.connections)
     wrk = ensure_wrk()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Services(Path(tmp)) as services:
         stub, proxy, gateways = start(services, Path(tmp))
         first_id = FIRST_CAMPAIGN_ID
         for gateway in gateways.values():  # warm-up: connections, documents
-            check_sample(gateway, SCENARIO, first_id)
-            _, first_id = measure(wrk, gateway, stub, SCENARIO, 2, first_id + 1, run=-1)
+            check_sample(gateway, scenario, first_id)
+            _, first_id = measure(wrk, gateway, stub, scenario, 2, first_id + 1, run=-1)
         for run in range(args.runs):
             for route, gateway in gateways.items():
-                check_sample(gateway, SCENARIO, first_id)
+                check_sample(gateway, scenario, first_id)
                 proxy_before = proxy.cpu_ms()
                 result, first_id = measure(
-                    wrk, gateway, stub, SCENARIO, args.duration, first_id + 1, run
+                    wrk, gateway, stub, scenario, args.duration, first_id + 1, run
                 )
                 calls = result.upstream_calls_per_request * result.sent
                 runs.append(
