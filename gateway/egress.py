@@ -58,7 +58,15 @@ class ProxiedTransport(httpx.AsyncBaseTransport):
     written by the proxy itself, and becomes ``ProxyError`` here too. Either
     way, and when an exchange through it fails, one warning names the proxy
     (host and port, never its credentials): the caller sees
-    ``UPSTREAM_UNAVAILABLE``, as when DeepCall itself cannot be reached.
+    ``UPSTREAM_UNAVAILABLE``, as when DeepCall itself cannot be reached. A
+    request that meets a connection closed before any answer is sent once
+    more, as our own pool does: the proxy closing a kept connection as it is
+    reused is a race, not a failure.
+
+    Its pool (httpcore's) is shared by every caller of the process, first come
+    first served, up to ``GATEWAY_UPSTREAM_MAX_CONNECTIONS``; fairness between
+    credentials is decided before a call gets here, by the upstream slots
+    (``gateway.throttle``), as on our own pool.
     """
 
     def __init__(
