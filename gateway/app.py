@@ -26,6 +26,7 @@ from gateway.cache import CountCache, KeyMaker
 from gateway.callers import CredentialLedger
 from gateway.config import Settings
 from gateway.context import CREDENTIAL_HEADERS, SSID_HEADER, Services
+from gateway.egress import upstream_transport
 from gateway.endpoint import GraphQLEndpoint
 from gateway.ide import ASSETS as IDE_ASSETS
 from gateway.ide import ASSETS_PATH as IDE_ASSETS_PATH
@@ -39,7 +40,6 @@ from gateway.results import REQUEST_ID_HEADER
 from gateway.schema import create_schema
 from gateway.shared import SharedTier
 from gateway.throttle import ConcurrencyLimiter, RateLimiter
-from gateway.transport import PooledTransport
 from gateway.upstream import MAX_RESPONSE_BYTES, GuardedClient, Guards, UpstreamClient
 
 logger = logging.getLogger("gateway")
@@ -154,7 +154,8 @@ async def _serving(
         keepalive_expiry=settings.upstream_keepalive,
     )
     if transport is None:
-        transport = PooledTransport(limits, max_body=MAX_RESPONSE_BYTES)
+        # Our own pool, or httpx's through GATEWAY_UPSTREAM_PROXY (gateway.egress).
+        transport = upstream_transport(settings, limits, MAX_RESPONSE_BYTES)
     async with transport:
         shared = (
             SharedTier.from_url(

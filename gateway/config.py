@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -44,6 +45,8 @@ class Settings:
     upstream_caller_concurrency: int = 64
     upstream_queue: int = 256
     upstream_queue_timeout: float = 1.0
+    upstream_proxy: Secret | None = None
+    upstream_ca_file: str = ""
     breaker_failure_rate: float = 0.5
     breaker_min_calls: int = 20
     breaker_window: float = 10.0
@@ -111,10 +114,11 @@ class Settings:
                 values[field.name] = reader.number(key, type(fallback), fallback, low, high)
             else:
                 cast = _CASTS.get(field.name, type(fallback))
-                values[field.name] = reader.get(key, cast, fallback)
+                values[field.name] = reader.get(key, cast, fallback, hidden=field.name in _HIDDEN)
         reader.check("GATEWAY_UPSTREAM_URL", _upstream_url, values["upstream_url"])
         reader.check("GATEWAY_UPSTREAM_TZ", ZoneInfo, values["upstream_tz"])
         reader.check("GATEWAY_REDIS_URL", _redis_url, values["redis_url"])
+        reader.check("GATEWAY_UPSTREAM_CA_FILE", _ca_file, values["upstream_ca_file"])
         if values["persisted_documents"]:
             reader.check(
                 "GATEWAY_PERSISTED_DOCUMENTS", load_manifest, values["persisted_documents"]
@@ -185,6 +189,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# Settings whose values a problem line must not repeat.
+_HIDDEN = frozenset({"cache_key_secret", "upstream_proxy"})
+
+
 # Settings that once existed, and what replaced them: set, they stop start-up.
 _REPLACED: dict[str, str] = {
     "GATEWAY_BREAKER_THRESHOLD": (
@@ -224,14 +232,16 @@ class _Reader:
     def fail(self, problem: str) -> None:
         self.problems.append(problem)
 
-    def get(self, key: str, cast: Callable[[Any], T], default: T) -> T:
+    def get(self, key: str, cast: Callable[[Any], T], default: T, hidden: bool = False) -> T:
+        """``key`` read by ``cast``; a ``hidden`` value is never repeated in a problem."""
         try:
             value: T | None = self._config(key, cast=cast, default=None)
         except (ValueError, TypeError) as exc:
             raw = self._config(key, default="")
             # starlette re-raises a generic error inside ours; ours says what is expected.
             ours = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
-            self.fail(f"{key}={raw!r} is invalid: {_reason(ours)}")
+            shown = f"{key} (value not shown)" if hidden else f"{key}={raw!r}"
+            self.fail(f"{shown} is invalid: {_reason(ours)}")
             return default
         return default if value is None else value
 
@@ -268,6 +278,28 @@ def _upstream_url(value: str) -> None:
 def _redis_url(value: str) -> None:
     if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("expected redis://host:6379/0, rediss://… or unix://…")
+
+
+def _proxy(value: str) -> Secret | None:
+    # Its messages never quote the value: it may hold the proxy's password.
+    text = value.strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise ValueError("expected http://[user:password@]host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("the proxy URL must not carry a path, query or fragment")
+    return Secret(text)
+
+
+def _ca_file(path: str) -> None:
+    if path:
+        ssl.create_default_context(cafile=path)
 
 
 def _origins(value: str) -> tuple[str, ...]:
@@ -307,6 +339,7 @@ def _log_level(value: str) -> str:
 # Settings whose values need more than their default's type to read.
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "cache_key_secret": Secret,
+    "upstream_proxy": _proxy,
     "cors_origins": _origins,
     "trusted_proxies": _networks,
     "log_level": _log_level,

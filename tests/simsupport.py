@@ -52,8 +52,11 @@ class _ThreadServer(uvicorn.Server):
 
 
 @contextmanager
-def run_app(app: ASGIApp, *, graceful_timeout: int = 2) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 in a thread and yield its base URL ``http://127.0.0.1:PORT``."""
+def run_app(app: ASGIApp, *, graceful_timeout: int = 2, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 in a thread and yield its base URL ``http://127.0.0.1:PORT``.
+
+    ``options`` go to ``uvicorn.Config``; with ``ssl_certfile`` the URL is ``https://``.
+    """
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
     # proto says TCP, and without it every response waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -68,6 +71,7 @@ def run_app(app: ASGIApp, *, graceful_timeout: int = 2) -> Iterator[str]:
         # As `deepcall-gateway serve`: the app reads X-Forwarded-For itself, or not at all.
         proxy_headers=False,
         timeout_graceful_shutdown=graceful_timeout,
+        **options,
     )
     server = _ThreadServer(config)
     thread = threading.Thread(
@@ -77,7 +81,8 @@ def run_app(app: ASGIApp, *, graceful_timeout: int = 2) -> Iterator[str]:
         thread.start()
         if not server.ready.wait(START_TIMEOUT) or not server.started:
             raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         if thread.is_alive():

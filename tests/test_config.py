@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import trustme
 
 from gateway.config import EMBEDDED, Settings, SettingsError
 
@@ -377,3 +378,78 @@ def test_persisted_only_needs_a_list_of_documents() -> None:
     assert "GATEWAY_PERSISTED_DOCUMENTS" in line
     assert Settings.from_environ({}).apq_cache == 1000
     assert problems({"GATEWAY_APQ_CACHE": "0"})[0].startswith("GATEWAY_APQ_CACHE")
+
+
+PROXY_PASSWORD = "pr0xy-pw-31c9"
+
+
+def test_the_upstream_proxy_is_read_and_hidden_in_repr() -> None:
+    """GATEWAY_UPSTREAM_PROXY is kept whole for the transport, and repr() never shows it."""
+    url = f"http://egress:{PROXY_PASSWORD}@proxy.internal:3128"
+    settings = Settings.from_environ({"GATEWAY_UPSTREAM_PROXY": url})
+
+    assert settings.upstream_proxy is not None
+    assert str(settings.upstream_proxy) == url
+    assert PROXY_PASSWORD not in repr(settings)
+    assert "proxy.internal" not in repr(settings)
+    assert Settings.from_environ({}).upstream_proxy is None
+    assert Settings.from_environ({"GATEWAY_UPSTREAM_PROXY": ""}).upstream_proxy is None
+    bare = Settings.from_environ({"GATEWAY_UPSTREAM_PROXY": "http://10.0.0.1:8080/"})
+    assert str(bare.upstream_proxy) == "http://10.0.0.1:8080/"
+
+
+@pytest.mark.parametrize(
+    ("value", "explanation"),
+    [
+        ("https://proxy.internal:3128", "expected http://[user:password@]host:port"),
+        ("socks5://proxy.internal:1080", "expected http://[user:password@]host:port"),
+        ("proxy.internal:3128", "expected http://[user:password@]host:port"),
+        ("http://proxy.internal", "expected http://[user:password@]host:port"),
+        ("http://:3128", "expected http://[user:password@]host:port"),
+        ("http://proxy.internal:99999", "expected http://[user:password@]host:port"),
+        ("http://proxy.internal:port", "expected http://[user:password@]host:port"),
+        (
+            "http://proxy.internal:3128/path",
+            "the proxy URL must not carry a path, query or fragment",
+        ),
+        (
+            "http://proxy.internal:3128?x=1",
+            "the proxy URL must not carry a path, query or fragment",
+        ),
+        (
+            "http://proxy.internal:3128#top",
+            "the proxy URL must not carry a path, query or fragment",
+        ),
+    ],
+)
+def test_a_bad_upstream_proxy_is_one_line_that_never_repeats_it(
+    value: str, explanation: str
+) -> None:
+    """A malformed proxy URL stops start-up with one line saying what to send, without the URL."""
+    with_password = value.replace("proxy.internal", f"user:{PROXY_PASSWORD}@proxy.internal")
+    for candidate in (value, with_password):
+        lines = problems({"GATEWAY_UPSTREAM_PROXY": candidate})
+
+        assert lines == [f"GATEWAY_UPSTREAM_PROXY (value not shown) is invalid: {explanation}"]
+        assert PROXY_PASSWORD not in lines[0]
+
+
+def test_a_ca_file_that_cannot_be_loaded_is_one_line(tmp_path: Path) -> None:
+    """GATEWAY_UPSTREAM_CA_FILE must name a readable PEM file of certificates."""
+    not_pem = tmp_path / "not-a-ca.pem"
+    not_pem.write_text("hello\n")
+    for path in (tmp_path / "missing.pem", not_pem, tmp_path):
+        lines = problems({"GATEWAY_UPSTREAM_CA_FILE": str(path)})
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"GATEWAY_UPSTREAM_CA_FILE={str(path)!r} is invalid: ")
+
+
+def test_a_pem_ca_file_is_accepted(tmp_path: Path) -> None:
+    """A PEM certificate authority is accepted and kept by path."""
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+
+    settings = Settings.from_environ({"GATEWAY_UPSTREAM_CA_FILE": str(ca_file)})
+
+    assert settings.upstream_ca_file == str(ca_file)
+    assert Settings().upstream_ca_file == ""

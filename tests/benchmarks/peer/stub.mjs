@@ -13,8 +13,12 @@
 //   POST /config   {"latencyMs": L}: delay every reportCount answer by L ms from now on
 //
 // Usage: node stub.mjs --port 9000 [--host 127.0.0.1] [--latency-ms 0]
+//                      [--tls-port 9443 --tls-cert cert.pem --tls-key key.pem]
+// With --tls-port the same handler (and counters) also answers over HTTPS there.
 
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 
 const args = process.argv.slice(2);
 function option(name, fallback) {
@@ -63,7 +67,7 @@ function readBody(req, then) {
   req.on('end', () => then(Buffer.concat(chunks).toString('utf8')));
 }
 
-const server = http.createServer((req, res) => {
+function handle(req, res) {
   const url = req.url;
   if (req.method === 'POST' && (url === REPORT_COUNT || url === REPORT_COUNT + '/')) {
     requests++;
@@ -107,18 +111,30 @@ const server = http.createServer((req, res) => {
   }
   req.resume();
   res.writeHead(404, JSON_HEADERS).end('{"error":"not found"}');
-});
+}
 
-// Both gateways keep upstream connections alive; never be the side that drops them.
-server.keepAliveTimeout = 120_000;
-server.headersTimeout = 125_000;
-server.listen(port, host, () => {
-  console.log(`stub listening on http://${host}:${port} (latency ${latencyMs} ms)`);
+const servers = [http.createServer(handle)];
+const tlsPort = option('--tls-port', '');
+if (tlsPort) {
+  const tls = { cert: fs.readFileSync(option('--tls-cert')), key: fs.readFileSync(option('--tls-key')) };
+  servers.push(https.createServer(tls, handle));
+}
+servers.forEach((server, index) => {
+  // Both gateways keep upstream connections alive; never be the side that drops them.
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 125_000;
+  const [scheme, listenPort] = index === 0 ? ['http', port] : ['https', Number(tlsPort)];
+  server.listen(listenPort, host, () => {
+    console.log(`stub listening on ${scheme}://${host}:${listenPort} (latency ${latencyMs} ms)`);
+  });
 });
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
+    let open = servers.length;
+    for (const server of servers) {
+      server.close(() => (--open === 0 ? process.exit(0) : undefined));
+      server.closeAllConnections();
+    }
   });
 }
