@@ -19,7 +19,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Final, NamedTuple
 
 from cachetools import LRUCache
 
@@ -34,6 +34,8 @@ INVALID_PARAMETERS: Final = 1000
 PERMISSION_DENIED: Final = 1015
 #: Longest address (or unparsable X-Forwarded-For entry) kept as a key.
 MAX_ADDRESS_CHARS: Final = 64
+#: Seconds a new credential's call waits for its trial's verdict before going on anyway.
+TRIAL_WAIT: Final = 1.0
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -95,6 +97,14 @@ def _all(headers: Mapping[str, str], name: str) -> list[str]:
     return [value] if value is not None else []
 
 
+class Ticket(NamedTuple):
+    """What ``CredentialLedger.admit`` gave a new credential's call: a token, maybe the trial."""
+
+    address: str
+    #: Set for the credential's trial call: done when its verdict is recorded.
+    verdict: asyncio.Future[None] | None = None
+
+
 class CredentialLedger:
     """What DeepCall said lately of each credential, and how many new ones an address may try.
 
@@ -105,16 +115,18 @@ class CredentialLedger:
       such are remembered.
     - A credential DeepCall answered with 1014 is refused here, without a call,
       for ``invalid_ttl`` seconds (``KnownInvalidCredentialError``).
-    - Any other credential is *new*, and is tried by one call at a time: its
-      other calls wait for that call's verdict, then go on free if DeepCall
-      accepted it, are refused if it answered 1014, and otherwise one of them
-      is the next trial. So however many aliases a made-up credential asks
-      for, DeepCall hears it once. A trial takes one of its address's
-      ``new_per_minute`` tokens (a bucket that refills at that many a minute),
-      and gives it back unless DeepCall rejects the credential (1014, 1000):
-      only rejected credentials spend an address's budget, and a backend
-      serving many real users from one address keeps working. Past the budget,
-      new credentials from that address are refused with
+    - Any other credential is *new*. Its first call is its trial; its other
+      calls wait for the trial's verdict (``trial_wait`` seconds at most), then
+      go on free if DeepCall accepted it, are refused if it answered 1014, and
+      otherwise go on as new calls. DeepCall answers a made-up credential at
+      once, so however many aliases one asks for, DeepCall hears it once; a
+      slow or silent DeepCall delays a real new caller's other calls by
+      ``trial_wait`` at most. Each call of a new credential takes one of its
+      address's ``new_per_minute`` tokens (a bucket that refills at that many
+      a minute) and gives it back unless DeepCall rejects the credential
+      (1014, 1000): only rejected credentials spend an address's budget, and a
+      backend serving many real users from one address keeps working. Past the
+      budget, new credentials from that address are refused with
       ``NewCredentialsLimitedError`` (``RATE_LIMITED`` with the wait), and no
       call is made.
 
@@ -128,16 +140,18 @@ class CredentialLedger:
         *,
         max_known: int = 100_000,
         max_addresses: int = 100_000,
+        trial_wait: float = TRIAL_WAIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._capacity = new_per_minute
         self._refill = new_per_minute / 60.0
         self._invalid_ttl = invalid_ttl
+        self._trial_wait = trial_wait
         self._max_known = max_known
         self._clock = clock
         self._known: OrderedDict[bytes, None] = OrderedDict()
         self._invalid: LRUCache[bytes, float] = LRUCache(maxsize=max_known)
-        # credential -> done when its trial call's verdict is in (at most one per credential)
+        # credential -> its trial's verdict, done when recorded (one trial per credential)
         self._trials: dict[bytes, asyncio.Future[None]] = {}
         # address -> (tokens, when they were counted)
         self._addresses: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=max_addresses)
@@ -146,26 +160,28 @@ class CredentialLedger:
         """Whether DeepCall accepted ``principal`` lately (``admit`` would return None at once)."""
         return principal in self._known
 
-    async def admit(self, principal: bytes, address: str) -> str | None:
+    async def admit(self, principal: bytes, address: str) -> Ticket | None:
         """Let a call by ``principal`` from ``address`` go on, or raise a refusal (no call).
 
-        Returns the address whose token the call took as the credential's trial
-        (None: it took none), for ``settle``. Waits while another call is the trial.
+        Returns what the call took (None: nothing, a known credential), for ``settle``.
         """
-        while True:
-            if principal in self._known:
-                return None
-            self._refuse_if_invalid(principal)
-            if self._capacity <= 0:
-                return None
-            trial = self._trials.get(principal)
-            if trial is None:
-                break
-            # shield: a waiter that goes away must not cancel the verdict for the others
-            await asyncio.shield(trial)
+        if principal in self._known:
+            return None
+        self._refuse_if_invalid(principal)
+        if self._capacity <= 0:
+            return None
+        trial = self._trials.get(principal)
+        if trial is None:
+            self._take(address)
+            trial = self._trials[principal] = asyncio.get_running_loop().create_future()
+            return Ticket(address, trial)
+        # asyncio.wait, not wait_for: a waiter that gives up or goes away leaves the verdict be.
+        await asyncio.wait((trial,), timeout=self._trial_wait)
+        if principal in self._known:
+            return None
+        self._refuse_if_invalid(principal)
         self._take(address)
-        self._trials[principal] = asyncio.get_running_loop().create_future()
-        return address
+        return Ticket(address)
 
     def _refuse_if_invalid(self, principal: bytes) -> None:
         invalid_until = self._invalid.get(principal)
@@ -178,7 +194,7 @@ class CredentialLedger:
             )
         del self._invalid[principal]
 
-    def settle(self, principal: bytes, taken: str | None, error: BaseException | None) -> None:
+    def settle(self, principal: bytes, taken: Ticket | None, error: BaseException | None) -> None:
         """What came of a call ``admit`` let through (``taken``: what it returned).
 
         ``error`` is None when DeepCall answered with a count.
@@ -201,10 +217,10 @@ class CredentialLedger:
         if taken is None:
             return
         if not spent:
-            self._give_back(taken)
-        trial = self._trials.pop(principal, None)
-        if trial is not None and not trial.done():
-            trial.set_result(None)  # the waiting calls read the verdict recorded above
+            self._give_back(taken.address)
+        if taken.verdict is not None:
+            del self._trials[principal]
+            taken.verdict.set_result(None)  # the waiting calls read the verdict recorded above
 
     def _take(self, address: str) -> None:
         now = self._clock()
