@@ -234,7 +234,10 @@ def test_a_connection_the_proxy_closes_as_it_is_reused_costs_no_failure(
         "GATEWAY_UPSTREAM_URL": "http://upstream.test",
         "GATEWAY_UPSTREAM_PROXY": proxy.url,
         "GATEWAY_UPSTREAM_RETRIES": "0",
+        # One connection (and so one upstream slot: slots may not outnumber connections).
         "GATEWAY_UPSTREAM_MAX_CONNECTIONS": "1",
+        "GATEWAY_UPSTREAM_CONCURRENCY": "1",
+        "GATEWAY_UPSTREAM_CALLER_CONCURRENCY": "1",
     }
     gateway, _ = serve_gateway(stack, environ)
 
@@ -297,7 +300,14 @@ def test_the_pools_limits_hold_through_the_proxy(
     """With a pool of 2, six concurrent calls share two tunnels and never exceed two at once."""
     upstream = serve_upstream(sim, stack, tmp_path, authority)
     proxy = stack.enter_context(run_tinyproxy(tmp_path))
-    environ = proxied(upstream, proxy.url, GATEWAY_UPSTREAM_MAX_CONNECTIONS="2")
+    # Upstream slots may not outnumber connections: 2 of each.
+    environ = proxied(
+        upstream,
+        proxy.url,
+        GATEWAY_UPSTREAM_MAX_CONNECTIONS="2",
+        GATEWAY_UPSTREAM_CONCURRENCY="2",
+        GATEWAY_UPSTREAM_CALLER_CONCURRENCY="2",
+    )
     gateway, _ = serve_gateway(stack, environ)
     sim.faults.latency = 0.2
     fields = " ".join(f"c{i}: callCount(filter: {{campaignId: {i}}})" for i in range(6))
