@@ -1,4 +1,4 @@
-"""GraphQL documents: parsed, limited and validated once, then cached by their text.
+"""GraphQL documents: parsed, limited and validated once, then cached by text and by shape.
 
 ``Documents.prepare(text)`` answers with a ``Prepared`` document: either the
 parsed AST with what each operation may cost, or the errors that reject it
@@ -8,6 +8,13 @@ single error, so that a hostile document (thousands of aliases, directives or
 nested fragments) costs one linear walk and never reaches execution. The walk
 expands fragment spreads with memoisation, so a fragment "bomb" that doubles
 at each level is counted, not expanded, and a fragment cycle stops it.
+
+A text seen before is answered from a cache of texts. A new text whose shape
+(the text with its literal values set aside, ``gateway.shapes``) is known is
+not parsed or validated again: the known shape's AST takes the new values,
+and only the values are checked. Both caches are bounded LRUs of
+``maxsize`` entries each; a shape is remembered only once a document of it
+has passed full validation.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from graphql import (
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import PARSE_FAILED, VALIDATION_FAILED
+from gateway.shapes import Relocation, Shape, split
 
 #: Fields whose every occurrence costs at least one upstream call (a series, one per bucket:
 #: it checks the rest of the budget itself once its buckets are known).
@@ -72,6 +80,13 @@ class Prepared:
     operations: Mapping[str | None, Operation]
     errors: tuple[GraphQLError, ...] = ()
     code: str = VALIDATION_FAILED
+    #: For a document made from a known shape: how its error locations move.
+    relocation: Relocation | None = None
+
+    def relocate(self, errors: list[GraphQLError]) -> None:
+        """Point the locations of execution ``errors`` into this document's own text."""
+        if self.relocation is not None:
+            self.relocation.apply(errors)
 
     def select(self, name: str | None) -> Operation:
         """The operation to run for ``operationName`` ``name``; raises DocumentError."""
@@ -118,17 +133,48 @@ class Documents:
             else (*specified_rules, NoSchemaIntrospectionCustomRule)
         )
         self._cache: LRUCache[str, Prepared] = LRUCache(maxsize=maxsize)
+        # Shape key -> the shape and its operations; None: valid, but not a usable shape.
+        self._shapes: LRUCache[str, tuple[Shape, Mapping[str | None, Operation]] | None] = LRUCache(
+            maxsize=maxsize
+        )
 
     def __len__(self) -> int:
         return len(self._cache)
 
+    @property
+    def shapes(self) -> int:
+        """How many shapes are remembered."""
+        return len(self._shapes)
+
     def prepare(self, text: str) -> Prepared:
-        """The prepared document for ``text`` (from cache when seen before)."""
+        """The prepared document for ``text`` (from cache when seen, or made from its shape)."""
         prepared = self._cache.get(text)
-        if prepared is None:
-            prepared = self._prepare(text)
-            if len(text) <= MAX_CACHED_CHARS:
-                self._cache[text] = prepared
+        if prepared is not None:
+            return prepared
+        if len(text) > MAX_CACHED_CHARS:
+            return self._prepare(text)
+        literals = split(text)
+        if literals is None:
+            prepared = self._cache[text] = self._prepare(text)
+            return prepared
+        known = self._shapes.get(literals.key)
+        if known is not None:
+            # Not put in the text cache: a stream of new documents must not evict the rest.
+            shape, operations = known
+            instance = shape.instantiate(literals.tokens)
+            if instance.document is None:
+                return Prepared(None, {}, tuple(instance.errors), VALIDATION_FAILED)
+            return Prepared(instance.document, operations, relocation=instance.relocation)
+        prepared = self._cache[text] = self._prepare(text)
+        if prepared.document is not None and literals.key not in self._shapes:
+            built = Shape.build(
+                self._schema,
+                text,
+                prepared.document,
+                hide_suggestions=self._hide_suggestions,
+                max_errors=MAX_VALIDATION_ERRORS,
+            )
+            self._shapes[literals.key] = None if built is None else (built, prepared.operations)
         return prepared
 
     def _prepare(self, text: str) -> Prepared:

@@ -1,0 +1,491 @@
+"""Document shapes: documents that differ only in their literal values, validated once.
+
+Services build alias batches as strings (``a0: callCount(filter: {campaignId: 17})
+…``), so nearly every document they send is new, and graphql-core's full
+validation of a new document costs several times what executing it does. A
+*shape* is a document with its literal values set aside, as Apollo's operation
+signatures set them aside: ``split`` replaces every integer, float and plain
+string literal of a text by a mark of its kind, in one regular-expression pass,
+and the marked text is the key. The first document of a shape is parsed and
+validated in full (``gateway.documents``); ``Shape.build`` then keeps its AST
+and where each literal sits. A later document of the same shape is not parsed
+or validated again: ``Shape.instantiate`` copies the AST along the paths to its
+literals, puts the new values in, and checks the new values only.
+
+Why that is the same as full validation:
+
+- *Lexing.* Two texts with one key differ only inside literal tokens, and each
+  literal the pattern takes out is a whole token of graphql-core's lexer: a
+  number as the lexer reads it, ending where the lexer would end it (not
+  before a digit, ``.`` or a name character) and starting after a character
+  that ends any token before it; a string without escapes or line breaks (and
+  never ``""`` before a third quote, which would open a block string). Comments,
+  block strings and strings with escapes stay in the key verbatim, so nothing
+  inside them is taken for a literal. ``Shape.build`` also checks, on the
+  first document, that every literal taken out is exactly a literal value node
+  of the parsed AST; a shape that fails that check is never used.
+- *Validation.* Of graphql-core's rules, two look at literal values:
+  ValuesOfCorrectType, which hands each leaf-typed value (a scalar's or an
+  enum's, lists and input objects above it taken apart by their fixed shape) to
+  its type, a check ``instantiate`` runs again on the new values with the same
+  function (``validate_input_literal``), and OverlappingFieldsCanBeMerged,
+  which compares the arguments of fields with one response name: a shape
+  where any selection set, fragments and inline fragments merged in, has two
+  fields of one response name is never used. Every other rule, and the
+  gateway's own limits, see names, structure and token counts, which the key
+  fixes.
+- *Execution.* The instance's AST is the one ``parse`` would give the new text,
+  except that its locations are the first document's; ``Relocation`` moves
+  error locations by the difference in literal lengths before them.
+
+A shape whose first document is refused is not kept, so a refused document
+never decides the fate of another.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    FieldNode,
+    FloatValueNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLInputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    Node,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    SourceLocation,
+    StringValueNode,
+    TypeInfo,
+    TypeInfoVisitor,
+    ValueNode,
+    VariableDefinitionNode,
+    Visitor,
+    get_named_type,
+    is_leaf_type,
+    visit,
+)
+from graphql.utilities import validate_input_literal
+
+#: What graphql-core's validate reports past its ``max_errors``.
+ABORTED: Final = "Too many validation errors, error limit reached. Validation aborted."
+
+_INT, _FLOAT, _STRING = "\x00i", "\x00f", "\x00s"
+#: Literals deeper than this many steps from the root (values nested in values) are not
+#: set aside: their documents are validated in full, and nothing here recurses that deep.
+MAX_SLOT_PATH: Final = 64
+
+# One pass over the text; each match is one of:
+#   keep:   a comment, a block string, or a string with escapes: kept in the key verbatim
+#   string: a string without escapes or line breaks (not `""` opening a block string)
+#   before, number: an Int or Float token and the one character before it, which must
+#           end whatever token precedes it (so never a name's digits or a number's tail)
+_SCAN: Final = re.compile(
+    r'(?P<keep>#[^\n\r]*|"""(?:\\"""|(?!""")[\s\S])*""")'
+    r'|(?P<string>"(?:[^"\\\n\r\ud800-\udfff]+"|"(?!")))'
+    r'|(?P<escaped>"(?:[^"\\\n\r]|\\.)*")'
+    r"|(?P<before>[ \t\n\r,:\[=\ufeff])"
+    r"(?P<number>-?(?:0|[1-9][0-9]*)(?P<float>(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?))"
+    r"(?![0-9A-Za-z_.])"
+)
+_GROUPS: Final = _SCAN.groups  # keep, string, escaped, before, number, float
+
+
+class Literals(NamedTuple):
+    """A text split into its shape's key and its literal tokens, in order."""
+
+    key: str
+    tokens: list[str]
+
+
+def split(text: str) -> Literals | None:
+    """The shape key and literal tokens of ``text``; None when it has no literals to set aside."""
+    if "\x00" in text:  # the marks must not be mistaken for text
+        return None
+    parts = _SCAN.split(text)
+    if len(parts) == 1:
+        return None
+    key = [parts[0]]
+    tokens: list[str] = []
+    step = _GROUPS + 1
+    for at in range(1, len(parts), step):
+        keep, string, escaped, before, number, fraction = parts[at : at + _GROUPS]
+        if string is not None:
+            key.append(_STRING)
+            tokens.append(string)
+        elif number is not None:
+            key.append(before)
+            key.append(_FLOAT if fraction else _INT)
+            tokens.append(number)
+        else:
+            key.append(keep if keep is not None else escaped)
+        key.append(parts[at + _GROUPS])
+    if not tokens:
+        return None
+    return Literals("".join(key), tokens)
+
+
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    """Start, end and kind mark of each literal ``split`` sets aside, in order."""
+    out = []
+    for match in _SCAN.finditer(text):
+        if match["string"] is not None:
+            out.append((match.start("string"), match.end("string"), _STRING))
+        elif match["number"] is not None:
+            kind = _FLOAT if match["float"] else _INT
+            out.append((match.start("number"), match.end("number"), kind))
+    return out
+
+
+@dataclass(frozen=True)
+class _Edit:
+    """Where to copy a node on the way to literals: its children to copy, by attribute.
+
+    ``children`` maps an attribute to ``(index, child)`` pairs (index None for a
+    single node); a child is another edit or, at a literal, its slot number.
+    ``check`` is the slot's check-point number when this node is a top-level value.
+    """
+
+    children: tuple[tuple[str, tuple[tuple[int | None, _Edit | int], ...]], ...]
+    check: int | None = None
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _copy(node: Any, changes: dict[str, Any]) -> Any:
+    # AST nodes are frozen dataclasses kept in __dict__: copy that, skipping __init__.
+    new = _new(type(node))
+    _set(new, "__dict__", {**node.__dict__, **changes})
+    return new
+
+
+def _rebuild(node: Any, edit: _Edit, values: list[Node], checked: list[Node]) -> Any:
+    """``node`` copied along ``edit``, with ``values`` at its slots."""
+    changes: dict[str, Any] = {}
+    for attribute, items in edit.children:
+        if items[0][0] is None:  # a single node
+            child = items[0][1]
+            changes[attribute] = (
+                values[child]
+                if isinstance(child, int)
+                else _rebuild(getattr(node, attribute), child, values, checked)
+            )
+            continue
+        sequence = list(getattr(node, attribute))
+        for index, child in items:
+            assert index is not None
+            sequence[index] = (
+                values[child]
+                if isinstance(child, int)
+                else _rebuild(sequence[index], child, values, checked)
+            )
+        changes[attribute] = tuple(sequence)
+    new = _copy(node, changes)
+    if edit.check is not None:
+        checked[edit.check] = new
+    return new
+
+
+@dataclass(frozen=True)
+class Relocation:
+    """Moves error locations from the shape's first document to an instance of it.
+
+    Literals hold no line breaks, so only columns move: by the growth of each
+    literal that ends before the location on its line.
+    """
+
+    #: Per literal: its line and the column just past it in the first document, its length.
+    literals: tuple[tuple[int, int, int], ...]
+    lengths: tuple[int, ...]
+
+    def apply(self, errors: Sequence[GraphQLError]) -> None:
+        """Rewrite each error's ``locations`` (errors are per request, so this is theirs)."""
+        for error in errors:
+            if error.locations:
+                error.locations = [self._move(location) for location in error.locations]
+
+    def _move(self, location: SourceLocation) -> SourceLocation:
+        line, column = location.line, location.column
+        shift = sum(
+            new - old
+            for (at_line, end, old), new in zip(self.literals, self.lengths, strict=True)
+            if at_line == line and end <= column
+        )
+        return SourceLocation(line, column + shift) if shift else location
+
+
+class Instance(NamedTuple):
+    """A document of a known shape: its AST, or the errors its values have."""
+
+    document: DocumentNode | None
+    errors: list[GraphQLError]
+    relocation: Relocation
+
+
+class _Slot(NamedTuple):
+    node: StringValueNode | IntValueNode | FloatValueNode
+    path: tuple[str | int, ...]
+    check: int
+
+
+class _Finder(Visitor):
+    """Collects literal value nodes, their paths and the leaf-typed value that holds each.
+
+    That value is the one ValuesOfCorrectType hands to its scalar (or enum) as a
+    whole: the first value, going down from an argument or a variable's default,
+    whose type is a leaf type. Above it are only input objects and lists, whose
+    shape the key fixes.
+    """
+
+    def __init__(self, type_info: TypeInfo) -> None:
+        super().__init__()
+        self.type_info = type_info
+        self.slots: list[_Slot] = []
+        self.checks: list[tuple[tuple[str | int, ...], GraphQLInputType]] = []
+        self.outside = False  # a literal that no check covers (a description, say)
+        self._tops: list[tuple[str | int, ...]] = []
+        self._leaf: tuple[Node, int] | None = None
+
+    def enter(self, node: Node, _key: Any, _parent: Any, path: Any, *_: Any) -> None:
+        if isinstance(node, ArgumentNode):
+            self._tops.append((*path, "value"))
+        elif isinstance(node, VariableDefinitionNode):
+            self._tops.append((*path, "default_value"))
+        elif isinstance(node, ValueNode):
+            self._value(node, tuple(path))
+
+    def leave(self, node: Node, *_: Any) -> None:
+        if isinstance(node, ArgumentNode | VariableDefinitionNode):
+            self._tops.pop()
+        elif self._leaf is not None and self._leaf[0] is node:
+            self._leaf = None
+
+    def _value(self, node: ValueNode, path: tuple[str | int, ...]) -> None:
+        top = self._tops[-1] if self._tops else None
+        inside = top is not None and path[: len(top)] == top
+        if inside and self._leaf is None:
+            # TypeInfo has already moved into a list's items: the list's own type is the parent.
+            info = self.type_info
+            input_type = (
+                info.get_parent_input_type()
+                if isinstance(node, ListValueNode)
+                else info.get_input_type()
+            )
+            if input_type is not None and is_leaf_type(get_named_type(input_type)):
+                self._leaf = (node, len(self.checks))
+                self.checks.append((path, input_type))
+        if isinstance(node, IntValueNode | FloatValueNode | StringValueNode):
+            if not inside or self._leaf is None:
+                self.outside = True
+            else:
+                self.slots.append(_Slot(node, path, self._leaf[1]))
+
+
+def _distinct_response_names(document: DocumentNode) -> bool:
+    """Whether no selection set, with its fragments merged in, has one response name twice.
+
+    Then OverlappingFieldsCanBeMerged compares no two fields, and so no arguments.
+    Fragments are merged once each (a valid document has no cycles).
+    """
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    merged: dict[str, frozenset[str] | None] = {}
+
+    def names(selection_set: SelectionSetNode) -> frozenset[str] | None:
+        seen: set[str] = set()
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                inner: frozenset[str] | None = frozenset(
+                    [(selection.alias or selection.name).value]
+                )
+                if selection.selection_set is not None and names(selection.selection_set) is None:
+                    return None
+            elif isinstance(selection, InlineFragmentNode):
+                inner = names(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                inner = fragment(selection.name.value)
+            else:  # pragma: no cover - no other selection kinds exist
+                return None
+            if inner is None or not seen.isdisjoint(inner):
+                return None
+            seen.update(inner)
+        return frozenset(seen)
+
+    def fragment(name: str) -> frozenset[str] | None:
+        if name not in merged:
+            merged[name] = None  # while open: a cycle reads as "not distinct"
+            definition = fragments.get(name)
+            merged[name] = names(definition.selection_set) if definition else None
+        return merged[name]
+
+    return all(
+        names(definition.selection_set) is not None
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode | OperationDefinitionNode)
+    )
+
+
+def _edits(
+    paths: Sequence[tuple[str | int, ...]], checks: dict[tuple[str | int, ...], int]
+) -> _Edit:
+    """Copy instructions from the root to every path (slot i at ``paths[i]``).
+
+    A node at one of ``checks`` (other than a literal itself) is marked with its check number.
+    """
+    trie: dict[tuple[str, int | None], Any] = {}
+    for slot, path in enumerate(paths):
+        node = trie
+        steps = _steps(path)
+        for step in steps[:-1]:
+            node = node.setdefault(step, {})
+        node[steps[-1]] = slot
+    check_at = {_steps(path): number for path, number in checks.items()}
+
+    def freeze(node: dict[tuple[str, int | None], Any], steps: tuple[Any, ...]) -> _Edit:
+        by_attribute: dict[str, list[tuple[int | None, _Edit | int]]] = {}
+        for (attribute, index), child in node.items():
+            frozen = (
+                child if isinstance(child, int) else freeze(child, (*steps, (attribute, index)))
+            )
+            by_attribute.setdefault(attribute, []).append((index, frozen))
+        children = tuple((attribute, tuple(items)) for attribute, items in by_attribute.items())
+        return _Edit(children, check_at.get(steps))
+
+    return freeze(trie, ())
+
+
+def _steps(path: tuple[str | int, ...]) -> tuple[tuple[str, int | None], ...]:
+    """``('definitions', 0, 'selection_set', …)`` as (attribute, index or None) steps."""
+    steps: list[tuple[str, int | None]] = []
+    for part in path:
+        if isinstance(part, int):
+            steps[-1] = (steps[-1][0], part)
+        else:
+            steps.append((part, None))
+    return tuple(steps)
+
+
+def _matches(node: Node, end: int, kind: str) -> bool:
+    """Whether ``node`` is the literal token of ``kind`` that ends at ``end``."""
+    if node.loc is None or node.loc.end != end:
+        return False
+    if isinstance(node, StringValueNode):
+        return kind == _STRING and not node.block
+    if isinstance(node, FloatValueNode):
+        return kind == _FLOAT
+    return isinstance(node, IntValueNode) and kind == _INT
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A validated document whose literals can be replaced; see the module's docstring."""
+
+    document: DocumentNode
+    #: The first document's literal value nodes, one per slot, copied with each new value.
+    templates: tuple[IntValueNode | FloatValueNode | StringValueNode, ...]
+    edit: _Edit
+    #: The type of each top-level value that holds a slot, checked on every instance.
+    checks: tuple[GraphQLInputType, ...]
+    #: (check, slot) for top-level values that are a literal themselves.
+    direct: tuple[tuple[int, int], ...]
+    #: Per slot: line, the column past it and its length in the first document.
+    places: tuple[tuple[int, int, int], ...]
+    hide_suggestions: bool
+    max_errors: int
+
+    @classmethod
+    def build(
+        cls,
+        schema: GraphQLSchema,
+        text: str,
+        document: DocumentNode,
+        *,
+        hide_suggestions: bool,
+        max_errors: int,
+    ) -> Shape | None:
+        """The shape of ``text``, a document that passed full validation; None if unusable."""
+        if document.loc is None:
+            return None
+        try:
+            if not _distinct_response_names(document):
+                return None
+        except RecursionError:  # fragments spread within fragments, hundreds deep
+            return None
+        type_info = TypeInfo(schema)
+        finder = _Finder(type_info)
+        visit(document, TypeInfoVisitor(type_info, finder))
+        if finder.outside:
+            return None
+        found = {slot.node.loc.start: slot for slot in finder.slots if slot.node.loc}
+        slots: list[_Slot] = []
+        places: list[tuple[int, int, int]] = []
+        source = document.loc.source
+        for start, end, kind in _spans(text):
+            slot = found.get(start)
+            if slot is None or not _matches(slot.node, end, kind):
+                return None  # the pattern and graphql-core's lexer disagree: never guess
+            if len(slot.path) > MAX_SLOT_PATH:
+                return None
+            slots.append(slot)
+            line, column = source.get_location(start)
+            places.append((line, column + end - start, end - start))
+        if not slots:
+            return None
+        numbers: dict[int, int] = {}  # the finder's check number -> ours
+        for slot in slots:
+            numbers.setdefault(slot.check, len(numbers))
+        tops = {finder.checks[old][0]: new for old, new in numbers.items()}
+        paths = [slot.path for slot in slots]
+        direct = tuple(
+            (tops[path], slot_number) for slot_number, path in enumerate(paths) if path in tops
+        )
+        return cls(
+            document=document,
+            templates=tuple(slot.node for slot in slots),
+            edit=_edits(paths, {p: n for p, n in tops.items() if p not in set(paths)}),
+            checks=tuple(finder.checks[old][1] for old in numbers),
+            direct=direct,
+            places=tuple(places),
+            hide_suggestions=hide_suggestions,
+            max_errors=max_errors,
+        )
+
+    def instantiate(self, tokens: list[str]) -> Instance:
+        """This shape with ``tokens`` (from ``split``, same key) as its literals."""
+        values: list[Node] = [
+            _copy(template, {"value": token[1:-1] if token[0] == '"' else token})
+            for template, token in zip(self.templates, tokens, strict=True)
+        ]
+        checked: list[Any] = [None] * len(self.checks)
+        document = _rebuild(self.document, self.edit, values, checked)
+        for check, slot in self.direct:
+            checked[check] = values[slot]
+        errors: list[GraphQLError] = []
+
+        def on_error(error: GraphQLError, _path: Any) -> None:
+            errors.append(error)
+
+        hide = self.hide_suggestions
+        for node, input_type in zip(checked, self.checks, strict=True):
+            validate_input_literal(node, input_type, on_error, None, None, hide)
+        relocation = Relocation(self.places, tuple(len(token) for token in tokens))
+        if not errors:
+            return Instance(document, errors, relocation)
+        if len(errors) > self.max_errors:
+            errors = [*errors[: self.max_errors], GraphQLError(ABORTED)]
+        relocation.apply(errors)
+        return Instance(None, errors, relocation)
