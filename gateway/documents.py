@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from cachetools import LRUCache
 from graphql import (
@@ -32,6 +32,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     InlineFragmentNode,
+    Node,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -183,6 +184,7 @@ class Documents:
         except GraphQLError as error:
             # Its traceback holds the lexer and every token read: keep only the error.
             return Prepared(None, {}, (error.with_traceback(None),), PARSE_FAILED)
+        _forget_tokens(document)
         try:
             operations = _measure(document, self._limits)
         except DocumentError as error:
@@ -197,6 +199,29 @@ class Documents:
         if errors:
             return Prepared(None, {}, tuple(errors), VALIDATION_FAILED)
         return Prepared(document, operations)
+
+
+def _forget_tokens(root: Node) -> None:
+    """Drop the lexer's tokens from every location under ``root``; keep offsets and source.
+
+    Each location holds its first and last token, and tokens are a linked list, so
+    a remembered document kept every token of its text alive: two fifths of its
+    memory. Errors are located by offset and source; nothing reads the tokens.
+    """
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is tuple:
+            stack.extend(node)
+        elif isinstance(node, Node):
+            location = node.loc
+            if location is not None:
+                location.start_token = location.end_token = None  # type: ignore[assignment]
+            # getattr, not __dict__: reading that would give every node a dict of its own.
+            for key in node.keys:
+                child = getattr(node, key)
+                if type(child) is tuple or isinstance(child, Node):
+                    stack.append(child)
 
 
 @dataclass

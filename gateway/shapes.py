@@ -148,17 +148,12 @@ def _spans(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-@dataclass(frozen=True)
-class _Edit:
-    """Where to copy a node on the way to literals: its children to copy, by attribute.
-
-    ``children`` maps an attribute to ``(index, child)`` pairs (index None for a
-    single node); a child is another edit or, at a literal, its slot number.
-    ``check`` is the slot's check-point number when this node is a top-level value.
-    """
-
-    children: tuple[tuple[str, tuple[tuple[int | None, _Edit | int], ...]], ...]
-    check: int | None = None
+#: Where to copy a node on the way to its literals, as one flat tuple (a shape keeps one
+#: per node on those paths, so they are kept small): ``(check, attribute, index, child,
+#: attribute, index, child, …)``. ``index`` is -1 for a single node, else the position in
+#: the tuple the attribute holds; ``child`` is another edit, or a literal's slot number.
+#: ``check`` numbers the leaf-typed value this node is (a JSON object, say), else -1.
+_Edit = tuple[Any, ...]
 
 
 _new = object.__new__
@@ -175,27 +170,29 @@ def _copy(node: Any, changes: dict[str, Any]) -> Any:
 def _rebuild(node: Any, edit: _Edit, values: list[Node], checked: list[Node]) -> Any:
     """``node`` copied along ``edit``, with ``values`` at its slots."""
     changes: dict[str, Any] = {}
-    for attribute, items in edit.children:
-        if items[0][0] is None:  # a single node
-            child = items[0][1]
+    for at in range(1, len(edit), 3):
+        attribute, index, child = edit[at], edit[at + 1], edit[at + 2]
+        if index < 0:
             changes[attribute] = (
                 values[child]
-                if isinstance(child, int)
+                if type(child) is int
                 else _rebuild(getattr(node, attribute), child, values, checked)
             )
             continue
-        sequence = list(getattr(node, attribute))
-        for index, child in items:
-            assert index is not None
-            sequence[index] = (
-                values[child]
-                if isinstance(child, int)
-                else _rebuild(sequence[index], child, values, checked)
-            )
-        changes[attribute] = tuple(sequence)
+        sequence = changes.get(attribute)
+        if sequence is None:
+            sequence = changes[attribute] = list(getattr(node, attribute))
+        sequence[index] = (
+            values[child]
+            if type(child) is int
+            else _rebuild(sequence[index], child, values, checked)
+        )
+    for attribute, value in changes.items():
+        if type(value) is list:
+            changes[attribute] = tuple(value)
     new = _copy(node, changes)
-    if edit.check is not None:
-        checked[edit.check] = new
+    if edit[0] >= 0:
+        checked[edit[0]] = new
     return new
 
 
@@ -346,7 +343,7 @@ def _edits(
 
     A node at one of ``checks`` (other than a literal itself) is marked with its check number.
     """
-    trie: dict[tuple[str, int | None], Any] = {}
+    trie: dict[tuple[str, int], Any] = {}
     for slot, path in enumerate(paths):
         node = trie
         steps = _steps(path)
@@ -355,27 +352,24 @@ def _edits(
         node[steps[-1]] = slot
     check_at = {_steps(path): number for path, number in checks.items()}
 
-    def freeze(node: dict[tuple[str, int | None], Any], steps: tuple[Any, ...]) -> _Edit:
-        by_attribute: dict[str, list[tuple[int | None, _Edit | int]]] = {}
+    def freeze(node: dict[tuple[str, int], Any], steps: tuple[Any, ...]) -> _Edit:
+        flat: list[Any] = [check_at.get(steps, -1)]
         for (attribute, index), child in node.items():
-            frozen = (
-                child if isinstance(child, int) else freeze(child, (*steps, (attribute, index)))
-            )
-            by_attribute.setdefault(attribute, []).append((index, frozen))
-        children = tuple((attribute, tuple(items)) for attribute, items in by_attribute.items())
-        return _Edit(children, check_at.get(steps))
+            here = (*steps, (attribute, index))
+            flat += (attribute, index, child if isinstance(child, int) else freeze(child, here))
+        return tuple(flat)
 
     return freeze(trie, ())
 
 
-def _steps(path: tuple[str | int, ...]) -> tuple[tuple[str, int | None], ...]:
-    """``('definitions', 0, 'selection_set', …)`` as (attribute, index or None) steps."""
-    steps: list[tuple[str, int | None]] = []
+def _steps(path: tuple[str | int, ...]) -> tuple[tuple[str, int], ...]:
+    """``('definitions', 0, 'selection_set', …)`` as (attribute, index or -1) steps."""
+    steps: list[tuple[str, int]] = []
     for part in path:
         if isinstance(part, int):
             steps[-1] = (steps[-1][0], part)
         else:
-            steps.append((part, None))
+            steps.append((part, -1))
     return tuple(steps)
 
 
