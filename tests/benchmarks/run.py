@@ -132,7 +132,7 @@ def machine_info(python: str, node: str, wrk: str) -> dict[str, str]:
 
 
 def measure_memory(python: str, node: str) -> dict[str, Any]:
-    """Bytes per cached key at 100,000 keys: our cache (two ways) and the peer's."""
+    """Bytes per cached key at 100,000 keys (ours two ways, the peer's); RSS under new documents."""
     out: dict[str, Any] = {"keys": 100_000}
     for mode in ("tracemalloc", "rss"):
         done = subprocess.run(
@@ -160,6 +160,17 @@ def measure_memory(python: str, node: str) -> dict[str, Any]:
         out["apollo_rss"] = peer["rss_bytes_per_key"]
     except (ValueError, KeyError):
         out["apollo_heap"] = f"failed: {done.stderr.strip()[-200:]}"
+    done = subprocess.run(
+        [python, str(BENCH / "memory_documents.py"), "--documents", "100000", "--early", "1000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        out["documents"] = json.loads(done.stdout)
+    except ValueError:
+        out["documents"] = f"failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"
     return out
 
 
@@ -236,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     memory: dict[str, Any] = {}
     if not args.skip_memory:
-        print("memory per cached key (100,000 keys)...", flush=True)
+        print("memory per cached key (100,000 keys), under 100,000 new documents...", flush=True)
         memory = measure_memory(python, node)
     log_dir = Path(tempfile.mkdtemp(prefix="deepcall-bench-"))
     failed = True
