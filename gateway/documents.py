@@ -10,11 +10,12 @@ expands fragment spreads with memoisation, so a fragment "bomb" that doubles
 at each level is counted, not expanded, and a fragment cycle stops it.
 
 A text seen before is answered from a cache of texts. A new text whose shape
-(the text with its literal values set aside, ``gateway.shapes``) is known is
-not parsed or validated again: the known shape's AST takes the new values,
-and only the values are checked. Both caches are bounded LRUs of
-``maxsize`` entries each; a shape is remembered only once a document of it
-has passed full validation.
+(the text with its literal values set aside, ``gateway.literals``) is known is
+not parsed or validated again: the known shape's AST takes the new values, and
+only the values are checked (``gateway.shapes``). Both caches are bounded LRUs
+of ``maxsize`` entries each; a shape is remembered only once a document of it
+has passed full validation, and a document made from a shape is not put in the
+text cache, so that a stream of new documents cannot push the rest out.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from graphql import (
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import PARSE_FAILED, VALIDATION_FAILED
-from gateway.shapes import Relocation, Shape, split
+from gateway.literals import Relocation, split
+from gateway.shapes import Shape
 
 #: Fields whose every occurrence costs at least one upstream call (a series, one per bucket:
 #: it checks the rest of the budget itself once its buckets are known).
@@ -160,7 +162,6 @@ class Documents:
             return prepared
         known = self._shapes.get(literals.key)
         if known is not None:
-            # Not put in the text cache: a stream of new documents must not evict the rest.
             shape, operations = known
             instance = shape.instantiate(literals.tokens)
             if instance.document is None:

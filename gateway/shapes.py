@@ -3,27 +3,22 @@
 Services build alias batches as strings (``a0: callCount(filter: {campaignId: 17})
 …``), so nearly every document they send is new, and graphql-core's full
 validation of a new document costs several times what executing it does. A
-*shape* is a document with its literal values set aside, as Apollo's operation
-signatures set them aside: ``split`` replaces every integer, float and plain
-string literal of a text by a mark of its kind, in one regular-expression pass,
-and the marked text is the key. The first document of a shape is parsed and
-validated in full (``gateway.documents``); ``Shape.build`` then keeps its AST
-and where each literal sits. A later document of the same shape is not parsed
-or validated again: ``Shape.instantiate`` copies the AST along the paths to its
-literals, puts the new values in, and checks the new values only.
+*shape* is a document with its literal values set aside: the key
+``gateway.literals.split`` makes of its text. The first document of a shape is
+parsed and validated in full (``gateway.documents``); ``Shape.build`` then
+keeps its AST and where each literal sits. A later document of the same shape
+is not parsed or validated again: ``Shape.instantiate`` copies the AST along
+the paths to its literals, puts the new values in, and checks the new values
+only.
 
 Why that is the same as full validation:
 
-- *Lexing.* Two texts with one key differ only inside literal tokens, and each
-  literal the pattern takes out is a whole token of graphql-core's lexer: a
-  number as the lexer reads it, ending where the lexer would end it (not
-  before a digit, ``.`` or a name character) and starting after a character
-  that ends any token before it; a string without escapes or line breaks (and
-  never ``""`` before a third quote, which would open a block string). Comments,
-  block strings and strings with escapes stay in the key verbatim, so nothing
-  inside them is taken for a literal. ``Shape.build`` also checks, on the
-  first document, that every literal taken out is exactly a literal value node
-  of the parsed AST; a shape that fails that check is never used.
+- *Parsing.* Texts of one key lex alike (``gateway.literals``) provided each
+  literal the key sets aside is a literal token where the first text's lexer
+  starts one: ``Shape.build`` checks, on the first document, that each is
+  exactly a literal value node of its AST; a shape that fails the check is
+  never used. The parser decides by token kinds, which the key fixes, so the
+  new text parses to the first one's AST with the new values in.
 - *Validation.* Of graphql-core's rules, two look at literal values:
   ValuesOfCorrectType, which hands each leaf-typed value (a scalar's or an
   enum's, lists and input objects above it taken apart by their fixed shape) to
@@ -35,8 +30,9 @@ Why that is the same as full validation:
   gateway's own limits, see names, structure and token counts, which the key
   fixes.
 - *Execution.* The instance's AST is the one ``parse`` would give the new text,
-  except that its locations are the first document's; ``Relocation`` moves
-  error locations by the difference in literal lengths before them.
+  except that its locations (and their source) are the first document's;
+  ``Relocation`` moves error locations by the difference in literal lengths
+  before them.
 
 A shape whose first document is refused is not kept, so a refused document
 never decides the fate of another.
@@ -44,7 +40,6 @@ never decides the fate of another.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -65,7 +60,6 @@ from graphql import (
     Node,
     OperationDefinitionNode,
     SelectionSetNode,
-    SourceLocation,
     StringValueNode,
     TypeInfo,
     TypeInfoVisitor,
@@ -78,75 +72,14 @@ from graphql import (
 )
 from graphql.utilities import validate_input_literal
 
+from gateway.literals import FLOAT, INT, STRING, Relocation, spans
+
 #: What graphql-core's validate reports past its ``max_errors``.
 ABORTED: Final = "Too many validation errors, error limit reached. Validation aborted."
 
-_INT, _FLOAT, _STRING = "\x00i", "\x00f", "\x00s"
 #: Literals deeper than this many steps from the root (values nested in values) are not
 #: set aside: their documents are validated in full, and nothing here recurses that deep.
 MAX_SLOT_PATH: Final = 64
-
-# One pass over the text; each match is one of:
-#   keep:   a comment, a block string, or a string with escapes: kept in the key verbatim
-#   string: a string without escapes or line breaks (not `""` opening a block string)
-#   before, number: an Int or Float token and the one character before it, which must
-#           end whatever token precedes it (so never a name's digits or a number's tail)
-_SCAN: Final = re.compile(
-    r'(?P<keep>#[^\n\r]*|"""(?:\\"""|(?!""")[\s\S])*""")'
-    r'|(?P<string>"(?:[^"\\\n\r\ud800-\udfff]+"|"(?!")))'
-    r'|(?P<escaped>"(?:[^"\\\n\r]|\\.)*")'
-    r"|(?P<before>[ \t\n\r,:\[=\ufeff])"
-    r"(?P<number>-?(?:0|[1-9][0-9]*)(?P<float>(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?))"
-    r"(?![0-9A-Za-z_.])"
-)
-_GROUPS: Final = _SCAN.groups  # keep, string, escaped, before, number, float
-
-
-class Literals(NamedTuple):
-    """A text split into its shape's key and its literal tokens, in order."""
-
-    key: str
-    tokens: list[str]
-
-
-def split(text: str) -> Literals | None:
-    """The shape key and literal tokens of ``text``; None when it has no literals to set aside."""
-    if "\x00" in text:  # the marks must not be mistaken for text
-        return None
-    parts = _SCAN.split(text)
-    if len(parts) == 1:
-        return None
-    key = [parts[0]]
-    tokens: list[str] = []
-    step = _GROUPS + 1
-    for at in range(1, len(parts), step):
-        keep, string, escaped, before, number, fraction = parts[at : at + _GROUPS]
-        if string is not None:
-            key.append(_STRING)
-            tokens.append(string)
-        elif number is not None:
-            key.append(before)
-            key.append(_FLOAT if fraction else _INT)
-            tokens.append(number)
-        else:
-            key.append(keep if keep is not None else escaped)
-        key.append(parts[at + _GROUPS])
-    if not tokens:
-        return None
-    return Literals("".join(key), tokens)
-
-
-def _spans(text: str) -> list[tuple[int, int, str]]:
-    """Start, end and kind mark of each literal ``split`` sets aside, in order."""
-    out = []
-    for match in _SCAN.finditer(text):
-        if match["string"] is not None:
-            out.append((match.start("string"), match.end("string"), _STRING))
-        elif match["number"] is not None:
-            kind = _FLOAT if match["float"] else _INT
-            out.append((match.start("number"), match.end("number"), kind))
-    return out
-
 
 #: Where to copy a node on the way to its literals, as one flat tuple (a shape keeps one
 #: per node on those paths, so they are kept small): ``(check, attribute, index, child,
@@ -169,59 +102,34 @@ def _copy(node: Any, changes: dict[str, Any]) -> Any:
 
 def _rebuild(node: Any, edit: _Edit, values: list[Node], checked: list[Node]) -> Any:
     """``node`` copied along ``edit``, with ``values`` at its slots."""
-    changes: dict[str, Any] = {}
+    # The node's own __dict__ (copied, not rebuilt by __init__) with the new children in.
+    fields = node.__dict__.copy()
+    lists = None
     for at in range(1, len(edit), 3):
         attribute, index, child = edit[at], edit[at + 1], edit[at + 2]
         if index < 0:
-            changes[attribute] = (
-                values[child]
-                if type(child) is int
-                else _rebuild(getattr(node, attribute), child, values, checked)
+            old = fields[attribute]
+            fields[attribute] = (
+                values[child] if type(child) is int else _rebuild(old, child, values, checked)
             )
             continue
-        sequence = changes.get(attribute)
-        if sequence is None:
-            sequence = changes[attribute] = list(getattr(node, attribute))
+        sequence = fields[attribute]
+        if type(sequence) is tuple:
+            sequence = fields[attribute] = list(sequence)
+            lists = [attribute] if lists is None else [*lists, attribute]
         sequence[index] = (
             values[child]
             if type(child) is int
             else _rebuild(sequence[index], child, values, checked)
         )
-    for attribute, value in changes.items():
-        if type(value) is list:
-            changes[attribute] = tuple(value)
-    new = _copy(node, changes)
+    if lists is not None:
+        for attribute in lists:
+            fields[attribute] = tuple(fields[attribute])
+    new = _new(type(node))
+    _set(new, "__dict__", fields)
     if edit[0] >= 0:
         checked[edit[0]] = new
     return new
-
-
-@dataclass(frozen=True)
-class Relocation:
-    """Moves error locations from the shape's first document to an instance of it.
-
-    Literals hold no line breaks, so only columns move: by the growth of each
-    literal that ends before the location on its line.
-    """
-
-    #: Per literal: its line and the column just past it in the first document, its length.
-    literals: tuple[tuple[int, int, int], ...]
-    lengths: tuple[int, ...]
-
-    def apply(self, errors: Sequence[GraphQLError]) -> None:
-        """Rewrite each error's ``locations`` (errors are per request, so this is theirs)."""
-        for error in errors:
-            if error.locations:
-                error.locations = [self._move(location) for location in error.locations]
-
-    def _move(self, location: SourceLocation) -> SourceLocation:
-        line, column = location.line, location.column
-        shift = sum(
-            new - old
-            for (at_line, end, old), new in zip(self.literals, self.lengths, strict=True)
-            if at_line == line and end <= column
-        )
-        return SourceLocation(line, column + shift) if shift else location
 
 
 class Instance(NamedTuple):
@@ -378,10 +286,10 @@ def _matches(node: Node, end: int, kind: str) -> bool:
     if node.loc is None or node.loc.end != end:
         return False
     if isinstance(node, StringValueNode):
-        return kind == _STRING and not node.block
+        return kind == STRING and not node.block
     if isinstance(node, FloatValueNode):
-        return kind == _FLOAT
-    return isinstance(node, IntValueNode) and kind == _INT
+        return kind == FLOAT
+    return isinstance(node, IntValueNode) and kind == INT
 
 
 @dataclass(frozen=True)
@@ -428,7 +336,7 @@ class Shape:
         slots: list[_Slot] = []
         places: list[tuple[int, int, int]] = []
         source = document.loc.source
-        for start, end, kind in _spans(text):
+        for start, end, kind in spans(text):
             slot = found.get(start)
             if slot is None or not _matches(slot.node, end, kind):
                 return None  # the pattern and graphql-core's lexer disagree: never guess

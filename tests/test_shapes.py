@@ -35,8 +35,8 @@ from hypothesis_graphql import from_schema
 
 from gateway.documents import Documents, Limits, Prepared
 from gateway.errors import VALIDATION_FAILED
+from gateway.literals import split
 from gateway.schema import create_schema
-from gateway.shapes import split
 
 SCHEMA = create_schema()._schema
 SCHEMA_SDL = (Path(__file__).parents[1] / "schema.graphql").read_text(encoding="utf-8")
