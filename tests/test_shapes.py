@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import from_schema
 
 from gateway.documents import Documents, Limits, Prepared
-from gateway.errors import VALIDATION_FAILED
+from gateway.errors import PARSE_FAILED, VALIDATION_FAILED
 from gateway.literals import split
 from gateway.schema import create_schema
 
@@ -289,21 +289,50 @@ def test_a_refused_first_document_decides_nothing_for_its_shape() -> None:
     assert warm.shapes == 1
 
 
-def test_the_limits_hold_for_new_documents_of_every_shape() -> None:
-    """Fifty-one aliases are refused for every new set of values, with the limit's message."""
+def _over_aliases(n: int) -> str:
+    return (
+        "{ "
+        + " ".join(f"a{i}: callCount(filter: {{campaignId: {n + i}}})" for i in range(51))
+        + " }"
+    )
+
+
+def _over_depth(n: int) -> str:
+    return f'{{ __type(name: "T{n}") {{ ' + "ofType { " * 14 + "name" + " }" * 15 + " }"
+
+
+def _over_directives(n: int) -> str:
+    directive = "@include(if: true) @skip(if: false)"
+    fields = " ".join(
+        f"a{i}: callCount(filter: {{campaignId: {n + i}}}) {directive}" for i in range(26)
+    )
+    return "{ " + fields + " }"
+
+
+def _over_tokens(n: int) -> str:
+    return "{ callCount(filter: {agentIds: [" + ", ".join(str(n + i) for i in range(2000)) + "]}) }"
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "message"),
+    [
+        (_over_aliases, VALIDATION_FAILED, "51 aliases; at most 50 are allowed"),
+        (_over_depth, VALIDATION_FAILED, "Depth 16; at most 15 is allowed"),
+        (_over_directives, VALIDATION_FAILED, "52 directives; at most 50 are allowed"),
+        (_over_tokens, PARSE_FAILED, "2000 tokens"),
+    ],
+)
+def test_the_limits_hold_for_new_documents_of_every_shape(
+    make: Callable[[int], str], code: str, message: str
+) -> None:
+    """A document past a limit is refused with its one error for every new set of values."""
     warm = store()
-    for start in (0, 100, 200):
-        text = (
-            "{ "
-            + " ".join(f"a{i}: callCount(filter: {{campaignId: {start + i}}})" for i in range(51))
-            + " }"
-        )
-        prepared = warm.prepare(text)
-        assert (prepared.code, [e.message for e in prepared.errors]) == (
-            VALIDATION_FAILED,
-            ["51 aliases; at most 50 are allowed"],
-        )
-    assert warm.shapes == 0
+    for n in (0, 100_000, 200_000):
+        prepared = warm.prepare(make(n))
+        assert prepared.code == code
+        assert len(prepared.errors) == 1
+        assert message in prepared.errors[0].message
+    assert warm.shapes == 0  # refused documents leave no shape behind
 
 
 def test_the_shape_cache_is_bounded_like_the_text_cache() -> None:

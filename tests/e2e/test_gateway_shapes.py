@@ -114,3 +114,27 @@ def test_a_document_served_from_its_shape_answers_as_a_cold_gateway(
         assert served == expected, then
         located += sum(1 for error in expected.get("errors", []) if "locations" in error)
     assert located >= 8  # the comparison covered errors whose locations moved
+
+
+def test_the_fan_out_limit_holds_for_documents_served_from_their_shape(
+    start_gateway: Callable[..., Gateway], sim: Simulator
+) -> None:
+    """Six inline aliases against a fan-out of five: refused every time, before any call."""
+    gateway = start_gateway(rate_limit=0, max_fanout=5)
+    headers = headers_for(ACME)
+    for first in (1, 1_000, 2_000_000):  # a new document each time, one shape
+        text = (
+            "{ "
+            + " ".join(f"a{i}: callCount(filter: {{campaignId: {first + i}}})" for i in range(6))
+            + " }"
+        )
+        body = gateway.query(text, headers)
+        assert body == {
+            "errors": [
+                {
+                    "message": "The request may cause 6 upstream calls; at most 5",
+                    "extensions": {"code": "GRAPHQL_VALIDATION_FAILED", "retryable": False},
+                }
+            ]
+        }
+    assert sim.requests == []
