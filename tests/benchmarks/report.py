@@ -14,8 +14,12 @@ from typing import Any
 
 from load import SCENARIOS, WRK_TIMEOUT_S, Measurement
 
-OURS, APOLLO = "ours", "apollo"
-LABELS = {OURS: "deepcall-gateway", APOLLO: "Apollo Server 5"}
+OURS, APOLLO, MERCURIUS = "ours", "apollo", "mercurius"
+LABELS = {
+    OURS: "deepcall-gateway",
+    APOLLO: "Apollo Server 5",
+    MERCURIUS: "Mercurius 16 + graphql-jit",
+}
 #: (form, single-miss scenario, 10-alias batch scenario): the batch-cost target, per form.
 BATCH_PAIRS = (
     ("variables", "miss_vars", "batch10_miss"),
@@ -69,17 +73,20 @@ def summarise(measurements: list[Measurement]) -> Summary:
 
 
 def pair_ratio(
-    measurements: list[Measurement], scenario: str, get: Callable[[Measurement], float]
+    measurements: list[Measurement],
+    scenario: str,
+    get: Callable[[Measurement], float],
+    against: str = APOLLO,
 ) -> float:
-    """Median over runs of ours/Apollo for ``get``, pairing run i with run i."""
+    """Median over runs of ours/``against`` for ``get``, pairing run i with run i."""
     by_run: dict[int, dict[str, Measurement]] = {}
     for m in measurements:
         if m.scenario == scenario:
             by_run.setdefault(m.run, {})[m.gateway] = m
     ratios = [
-        get(pair[OURS]) / get(pair[APOLLO])
+        get(pair[OURS]) / get(pair[against])
         for pair in by_run.values()
-        if OURS in pair and APOLLO in pair and get(pair[APOLLO]) > 0
+        if OURS in pair and against in pair and get(pair[against]) > 0
     ]
     return _median(ratios)
 
@@ -104,10 +111,11 @@ def render(
 ) -> str:
     """The whole report as markdown."""
     names = [n for n in SCENARIOS if any(m.scenario == n for m in measurements)]
+    gateways = [gw for gw in LABELS if any(m.gateway == gw for m in measurements)]
     summaries = {
         (name, gw): summarise([m for m in measurements if m.scenario == name and m.gateway == gw])
         for name in names
-        for gw in (OURS, APOLLO)
+        for gw in gateways
     }
     lines = [
         "# deepcall-gateway vs Apollo Server 5 (+ RESTDataSource): benchmark",
@@ -125,7 +133,7 @@ def render(
     ]
     for name in names:
         scenario = SCENARIOS[name]
-        for gw in (OURS, APOLLO):
+        for gw in gateways:
             s = summaries[name, gw]
             lines.append(
                 f"| {name} | {scenario.connections} | {scenario.latency_ms:g} ms "
@@ -157,6 +165,24 @@ def render(
             f"| {_x(pair_ratio(measurements, name, lambda m: m.cpu_ms_per_request))} |"
         )
     lines += ["", "rps above 1.00x: ours faster; latency and CPU below 1.00x: ours better."]
+    if MERCURIUS in gateways:
+        lines += [
+            "",
+            "## Stretch: ours / Mercurius 16 + graphql-jit + undici (median of per-run pairs)",
+            "",
+            "| scenario | ok rps | p99 | CPU ms/req |",
+            "|---|--:|--:|--:|",
+        ]
+        for name in names:
+            rps, p99, cpu = (
+                _x(pair_ratio(measurements, name, get, MERCURIUS))
+                for get in (
+                    lambda m: m.rps,
+                    lambda m: m.p99_ms,
+                    lambda m: m.cpu_ms_per_request,
+                )
+            )
+            lines.append(f"| {name} | {rps} | {p99} | {cpu} |")
 
     batch_cost: dict[tuple[str, str], float] = {}  # (form, gateway) -> batch / single
     forms = [
@@ -173,7 +199,7 @@ def render(
             "|---|---|--:|--:|--:|",
         ]
         for form, single_name, batch_name in forms:
-            for gw in (OURS, APOLLO):
+            for gw in gateways:
                 single = summaries[single_name, gw].cpu_ms
                 batch = summaries[batch_name, gw].cpu_ms
                 batch_cost[form, gw] = batch / single if single > 0 else float("nan")
@@ -197,7 +223,7 @@ def render(
             "|---|---|--:|--:|--:|",
         ]
         for inline, variables in pairs:
-            for gw in (OURS, APOLLO):
+            for gw in gateways:
                 of_vars = summaries[variables, gw].cpu_ms  # type: ignore[index]
                 of_inline = summaries[inline, gw].cpu_ms
                 inline_cost[inline, gw] = of_inline / of_vars if of_vars > 0 else float("nan")
@@ -223,7 +249,9 @@ def render(
     lines += ["", "## Memory under a stream of unique documents", ""]
     lines += _document_memory_lines(memory)
     lines += ["", "## Targets (issue: per process, same machine, same run)", ""]
-    lines += _target_lines(measurements, summaries, names, batch_cost, inline_cost, memory)
+    lines += _target_lines(
+        measurements, summaries, names, gateways, batch_cost, inline_cost, memory
+    )
     lines += ["", CAVEAT, ""]
     return "\n".join(lines)
 
@@ -270,6 +298,7 @@ def _target_lines(
     measurements: list[Measurement],
     summaries: dict[tuple[str, str], Summary],
     names: list[str],
+    gateways: list[str],
     batch_cost: dict[tuple[str, str], float],
     inline_cost: dict[tuple[str, str], float],
     memory: dict[str, Any],
@@ -282,9 +311,7 @@ def _target_lines(
         return "PASS" if ok else "FAIL"
 
     def failures(*scenarios: str) -> int:
-        return sum(
-            summaries[s, gw].failures for s in scenarios if s in names for gw in (OURS, APOLLO)
-        )
+        return sum(summaries[s, gw].failures for s in scenarios if s in names for gw in gateways)
 
     def ratio(name: str, get: Callable[[Measurement], float]) -> float:
         return pair_ratio(measurements, name, get) if name in names else float("nan")
@@ -341,6 +368,16 @@ def _target_lines(
             verdict(growth, growth <= 20),
         )
     )
+    if MERCURIUS in gateways:
+        for name in names:
+            rps = pair_ratio(measurements, name, lambda m: m.rps, MERCURIUS)
+            rows.append(
+                (
+                    f"stretch: {name} rps >= 1.0x Mercurius",
+                    _x(rps),
+                    verdict(rps, rps >= 1.0, failures(name)),
+                )
+            )
     out = ["| target | measured | verdict |", "|---|--:|---|"]
     out += [f"| {t} | {m} | {v} |" for t, m, v in rows]
     return out
