@@ -1,4 +1,4 @@
-"""GraphQL documents: parsed, limited and validated once, then cached by their text.
+"""GraphQL documents: parsed, limited and validated once, then cached by text and by shape.
 
 ``Documents.prepare(text)`` answers with a ``Prepared`` document: either the
 parsed AST with what each operation may cost, or the errors that reject it
@@ -8,13 +8,21 @@ single error, so that a hostile document (thousands of aliases, directives or
 nested fragments) costs one linear walk and never reaches execution. The walk
 expands fragment spreads with memoisation, so a fragment "bomb" that doubles
 at each level is counted, not expanded, and a fragment cycle stops it.
+
+A text seen before is answered from a cache of texts. A new text whose shape
+(the text with its literal values set aside, ``gateway.literals``) is known is
+not parsed or validated again: the known shape's AST takes the new values, and
+only the values are checked (``gateway.shapes``). Both caches are bounded LRUs
+of ``maxsize`` entries each; a shape is remembered only once a document of it
+has passed full validation, and a document made from a shape is not put in the
+text cache, so that a stream of new documents cannot push the rest out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from cachetools import LRUCache
 from graphql import (
@@ -25,6 +33,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     InlineFragmentNode,
+    Node,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -35,6 +44,8 @@ from graphql import (
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import PARSE_FAILED, VALIDATION_FAILED
+from gateway.literals import Relocation, split
+from gateway.shapes import Shape
 
 #: Fields whose every occurrence costs at least one upstream call (a series, one per bucket:
 #: it checks the rest of the budget itself once its buckets are known).
@@ -72,6 +83,13 @@ class Prepared:
     operations: Mapping[str | None, Operation]
     errors: tuple[GraphQLError, ...] = ()
     code: str = VALIDATION_FAILED
+    #: For a document made from a known shape: how its error locations move.
+    relocation: Relocation | None = None
+
+    def relocate(self, errors: list[GraphQLError]) -> None:
+        """Point the locations of execution ``errors`` into this document's own text."""
+        if self.relocation is not None:
+            self.relocation.apply(errors)
 
     def select(self, name: str | None) -> Operation:
         """The operation to run for ``operationName`` ``name``; raises DocumentError."""
@@ -118,17 +136,47 @@ class Documents:
             else (*specified_rules, NoSchemaIntrospectionCustomRule)
         )
         self._cache: LRUCache[str, Prepared] = LRUCache(maxsize=maxsize)
+        # Shape key -> the shape and its operations; None: valid, but not a usable shape.
+        self._shapes: LRUCache[str, tuple[Shape, Mapping[str | None, Operation]] | None] = LRUCache(
+            maxsize=maxsize
+        )
 
     def __len__(self) -> int:
         return len(self._cache)
 
+    @property
+    def shapes(self) -> int:
+        """How many shapes are remembered."""
+        return len(self._shapes)
+
     def prepare(self, text: str) -> Prepared:
-        """The prepared document for ``text`` (from cache when seen before)."""
+        """The prepared document for ``text`` (from cache when seen, or made from its shape)."""
         prepared = self._cache.get(text)
-        if prepared is None:
-            prepared = self._prepare(text)
-            if len(text) <= MAX_CACHED_CHARS:
-                self._cache[text] = prepared
+        if prepared is not None:
+            return prepared
+        if len(text) > MAX_CACHED_CHARS:
+            return self._prepare(text)
+        literals = split(text)
+        if literals is None:
+            prepared = self._cache[text] = self._prepare(text)
+            return prepared
+        known = self._shapes.get(literals.key)
+        if known is not None:
+            shape, operations = known
+            instance = shape.instantiate(literals.tokens)
+            if instance.document is None:
+                return Prepared(None, {}, tuple(instance.errors), VALIDATION_FAILED)
+            return Prepared(instance.document, operations, relocation=instance.relocation)
+        prepared = self._cache[text] = self._prepare(text)
+        if prepared.document is not None and literals.key not in self._shapes:
+            built = Shape.build(
+                self._schema,
+                text,
+                prepared.document,
+                hide_suggestions=self._hide_suggestions,
+                max_errors=MAX_VALIDATION_ERRORS,
+            )
+            self._shapes[literals.key] = None if built is None else (built, prepared.operations)
         return prepared
 
     def _prepare(self, text: str) -> Prepared:
@@ -137,6 +185,7 @@ class Documents:
         except GraphQLError as error:
             # Its traceback holds the lexer and every token read: keep only the error.
             return Prepared(None, {}, (error.with_traceback(None),), PARSE_FAILED)
+        _forget_tokens(document)
         try:
             operations = _measure(document, self._limits)
         except DocumentError as error:
@@ -151,6 +200,29 @@ class Documents:
         if errors:
             return Prepared(None, {}, tuple(errors), VALIDATION_FAILED)
         return Prepared(document, operations)
+
+
+def _forget_tokens(root: Node) -> None:
+    """Drop the lexer's tokens from every location under ``root``; keep offsets and source.
+
+    Each location holds its first and last token, and tokens are a linked list, so
+    a remembered document kept every token of its text alive: two fifths of its
+    memory. Errors are located by offset and source; nothing reads the tokens.
+    """
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is tuple:
+            stack.extend(node)
+        elif isinstance(node, Node):
+            location = node.loc
+            if location is not None:
+                location.start_token = location.end_token = None  # type: ignore[assignment]
+            # getattr, not __dict__: reading that would give every node a dict of its own.
+            for key in node.keys:
+                child = getattr(node, key)
+                if type(child) is tuple or isinstance(child, Node):
+                    stack.append(child)
 
 
 @dataclass

@@ -379,6 +379,8 @@ class GraphQLEndpoint:
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
+        if result.errors:
+            prepared.relocate(result.errors)
         body = format_result(result, context.request_id)
         if context.warnings:
             body["extensions"] = {"warnings": context.warnings}

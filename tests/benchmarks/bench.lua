@@ -2,7 +2,10 @@
 --
 --   BENCH_QUERY    the GraphQL document, already a JSON string literal (quotes included)
 --   BENCH_VARS     comma-separated variable names, each given {"campaignId": N} with a
---                  fresh N on every request; empty: the same body on every request
+--                  fresh N on every request
+--   BENCH_INLINE   the number of "@ID@" marks in BENCH_QUERY, each replaced by a fresh N
+--                  on every request (a new document text each time); 0 or unset: none.
+--                  With neither, the same body on every request
 --   BENCH_BASE     the first campaignId this run may use (run.py moves it past the
 --                  last one used, so no filter ever repeats within an invocation)
 --   BENCH_SSID     the X-DeepCall-SSID header
@@ -21,6 +24,8 @@ function setup(thread)
 end
 
 local names = {}
+local pieces = {} -- an inline document: the text around each "@ID@"
+local ids = 0 -- campaignIds per request
 local base, stride, counter = 0, 1, 0
 local static_body = nil -- the whole formatted request, when it never changes
 local query = nil
@@ -32,10 +37,22 @@ function init(args)
   for name in string.gmatch(os.getenv("BENCH_VARS") or "", "[^,]+") do
     table.insert(names, name)
   end
+  ids = #names
+  if tonumber(os.getenv("BENCH_INLINE") or "0") > 0 then
+    local at = 1
+    while true do
+      local mark = string.find(query, "@ID@", at, true)
+      if not mark then break end
+      table.insert(pieces, string.sub(query, at, mark - 1))
+      at = mark + 4
+    end
+    table.insert(pieces, string.sub(query, at))
+    ids = #pieces - 1
+  end
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["X-DeepCall-SSID"] = os.getenv("BENCH_SSID") or "bench-ssid"
-  if #names == 0 then
+  if ids == 0 then
     static_body = wrk.format(nil, nil, nil, '{"query":' .. query .. '}')
   end
   sent, bad_status, graphql_errors, max_id, first_error = 0, 0, 0, -1, ""
@@ -48,13 +65,22 @@ function request()
   end
   -- Request r of this thread is number r * threads + thread_index across the run;
   -- its aliases take consecutive campaignIds, so no two ever share one.
-  local first = base + (counter * stride + thread_index) * #names
+  local first = base + (counter * stride + thread_index) * ids
   counter = counter + 1
+  max_id = first + ids - 1
   local parts = {}
+  if #pieces > 0 then
+    -- One concatenation of the document's pieces and the ids: cheap enough for wrk.
+    parts[1] = pieces[1]
+    for i = 1, ids do
+      parts[2 * i] = first + i - 1
+      parts[2 * i + 1] = pieces[i + 1]
+    end
+    return wrk.format(nil, nil, nil, '{"query":' .. table.concat(parts) .. '}')
+  end
   for i, name in ipairs(names) do
     parts[i] = '"' .. name .. '":{"campaignId":' .. (first + i - 1) .. '}'
   end
-  max_id = first + #names - 1
   return wrk.format(nil, nil, nil, '{"query":' .. query .. ',"variables":{' .. table.concat(parts, ",") .. '}}')
 end
 

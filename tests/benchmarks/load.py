@@ -1,10 +1,13 @@
 """Scenarios, one checked sample request each, and one measured ``wrk`` run.
 
 A scenario is a GraphQL document, how many connections drive it, and the stub's
-latency. Miss scenarios put ``{"campaignId": N}`` filters in variables with N
-never repeating within an invocation (``bench.lua`` numbers them from a base that
-the harness moves past the last one used), so every alias is a cache miss; hit
-scenarios send the same body every time, after the sample request has warmed it.
+latency. Miss scenarios give each alias a ``{campaignId: N}`` filter with N never
+repeating within an invocation (``bench.lua`` numbers them from a base that the
+harness moves past the last one used), so every alias is a cache miss. They come
+in two forms: the filters in variables (the document text repeats), or inline in
+the document (a new document text on every request, as services that build alias
+batches as strings send them). Hit scenarios send the same body every time, after
+the sample request has warmed it.
 """
 
 from __future__ import annotations
@@ -45,28 +48,34 @@ class Scenario:
     latency_ms: float
     aliases: int
     miss: bool
+    #: Misses only: the filters inline in the document (a new text per request), not in
+    #: variables.
+    inline: bool = False
+    #: The scenario that sends the same requests with the filters in variables.
+    variables_form: str | None = None
 
     @property
     def variables(self) -> list[str]:
-        """The variable names, one per alias, for a miss scenario; none for a hit scenario."""
-        if not self.miss:
+        """The variable names, one per alias, of a miss in variables form; else none."""
+        if not self.miss or self.inline:
             return []
         return ["f"] if self.aliases == 1 else [f"f{i}" for i in range(self.aliases)]
 
     @property
     def query(self) -> str:
-        """The GraphQL document."""
-        if self.miss:
+        """The GraphQL document; an inline miss has ``INLINE_ID`` where each id goes."""
+        if self.miss and not self.inline:
             names = self.variables
             params = ", ".join(f"${n}: CallFilterInput" for n in names)
             if self.aliases == 1:
                 return f"query({params}) {{ callCount(filter: $f) }}"
             fields = " ".join(f"a{i}: callCount(filter: ${n})" for i, n in enumerate(names))
             return f"query({params}) {{ {fields} }}"
+        ids = [INLINE_ID if self.inline else str(i + 1) for i in range(self.aliases)]
         if self.aliases == 1:
-            return "{ callCount(filter: {campaignId: 1}) }"
+            return f"{{ callCount(filter: {{campaignId: {ids[0]}}}) }}"
         fields = " ".join(
-            f"a{i}: callCount(filter: {{campaignId: {i + 1}}})" for i in range(self.aliases)
+            f"a{i}: callCount(filter: {{campaignId: {id_}}})" for i, id_ in enumerate(ids)
         )
         return f"{{ {fields} }}"
 
@@ -77,21 +86,60 @@ class Scenario:
 
     def body(self, first_id: int) -> bytes:
         """The request body, as bench.lua builds it, with campaignIds from ``first_id``."""
-        out: dict[str, Any] = {"query": self.query}
-        if self.miss:
+        query = self.query
+        if self.inline:
+            pieces = query.split(INLINE_ID)
+            query = pieces[0] + "".join(
+                f"{first_id + i}{piece}" for i, piece in enumerate(pieces[1:])
+            )
+        out: dict[str, Any] = {"query": query}
+        if self.variables:
             out["variables"] = {
                 name: {"campaignId": first_id + i} for i, name in enumerate(self.variables)
             }
         return json.dumps(out).encode()
 
 
+#: Where an inline miss's document takes each alias's campaignId (never GraphQL text).
+INLINE_ID = "@ID@"
+
 SCENARIOS = {
     s.name: s
     for s in (
         Scenario("hit", "cache hit", 32, 0, 1, miss=False),
         Scenario("miss_vars", "cache miss, filter in variables", 32, 0, 1, miss=True),
+        Scenario(
+            "miss_inline",
+            "cache miss, filter inline (a new document each request)",
+            32,
+            0,
+            1,
+            miss=True,
+            inline=True,
+            variables_form="miss_vars",
+        ),
         Scenario("miss_20ms_64c", "cache miss, 20 ms upstream, 64 connections", 64, 20, 1, True),
+        Scenario(
+            "miss_inline_20ms_64c",
+            "cache miss inline, 20 ms upstream, 64 connections",
+            64,
+            20,
+            1,
+            miss=True,
+            inline=True,
+            variables_form="miss_20ms_64c",
+        ),
         Scenario("batch10_miss", "10-alias batch of misses", 32, 0, 10, miss=True),
+        Scenario(
+            "batch10_miss_inline",
+            "10-alias batch of misses inline (a new document each request)",
+            32,
+            0,
+            10,
+            miss=True,
+            inline=True,
+            variables_form="batch10_miss",
+        ),
         Scenario("batch10_hit", "10-alias batch of hits", 32, 0, 10, miss=False),
     )
 }
@@ -197,6 +245,7 @@ def run_wrk(
         **os.environ,
         "BENCH_QUERY": json.dumps(scenario.query),
         "BENCH_VARS": ",".join(scenario.variables),
+        "BENCH_INLINE": str(scenario.aliases if scenario.inline else 0),
         "BENCH_BASE": str(first_id),
         "BENCH_THREADS": str(THREADS),
         "BENCH_SSID": SSID,

@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
+    parser.add_argument(
+        "--mercurius",
+        action="store_true",
+        help="also run the stretch peer, Mercurius 16 + graphql-jit + undici (half again as long)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.scenarios.replace(" ", ",").split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -118,6 +123,7 @@ def machine_info(python: str, node: str, wrk: str) -> dict[str, str]:
         ]
     )
     apollo = json.loads((PEER / "node_modules/@apollo/server/package.json").read_text())["version"]
+    mercurius = json.loads((PEER / "node_modules/mercurius/package.json").read_text())["version"]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
@@ -125,14 +131,14 @@ def machine_info(python: str, node: str, wrk: str) -> dict[str, str]:
         "load average at start": load,
         "kernel": platform.release(),
         "Python": versions,
-        "Node": f"{_output([node, '--version'])}, @apollo/server {apollo}",
+        "Node": f"{_output([node, '--version'])}, @apollo/server {apollo}, mercurius {mercurius}",
         "wrk": _output([wrk, "--version"]).split(" [")[0].removeprefix("wrk "),
         "gateway": f"commit {commit}" + (" with uncommitted changes in gateway/" if dirty else ""),
     }
 
 
 def measure_memory(python: str, node: str) -> dict[str, Any]:
-    """Bytes per cached key at 100,000 keys: our cache (two ways) and the peer's."""
+    """Bytes per cached key at 100,000 keys (ours two ways, the peer's); RSS under new documents."""
     out: dict[str, Any] = {"keys": 100_000}
     for mode in ("tracemalloc", "rss"):
         done = subprocess.run(
@@ -160,6 +166,17 @@ def measure_memory(python: str, node: str) -> dict[str, Any]:
         out["apollo_rss"] = peer["rss_bytes_per_key"]
     except (ValueError, KeyError):
         out["apollo_heap"] = f"failed: {done.stderr.strip()[-200:]}"
+    done = subprocess.run(
+        [python, str(BENCH / "memory_documents.py"), "--documents", "100000", "--early", "1000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        out["documents"] = json.loads(done.stdout)
+    except ValueError:
+        out["documents"] = f"failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"
     return out
 
 
@@ -183,7 +200,7 @@ def _progress(m: Measurement, total_runs: int) -> None:
 
 
 def benchmark(
-    args: argparse.Namespace, wrk: str, stub: Server, gateways: tuple[Server, Server]
+    args: argparse.Namespace, wrk: str, stub: Server, gateways: tuple[Server, ...]
 ) -> list[Measurement]:
     """Every scenario, every run, each gateway back to back; the measurements."""
     measurements: list[Measurement] = []
@@ -236,15 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     memory: dict[str, Any] = {}
     if not args.skip_memory:
-        print("memory per cached key (100,000 keys)...", flush=True)
+        print("memory per cached key (100,000 keys), under 100,000 new documents...", flush=True)
         memory = measure_memory(python, node)
     log_dir = Path(tempfile.mkdtemp(prefix="deepcall-bench-"))
     failed = True
     try:
         with Services(log_dir) as services:
-            stub, ours, peer = start_all(services, node, python)
-            print(f"stub {stub.url}, ours {ours.url}, apollo {peer.url}; logs in {log_dir}")
-            measurements = benchmark(args, wrk, stub, (ours, peer))
+            stub, ours, peer, fastest = start_all(services, node, python, mercurius=args.mercurius)
+            gateways = (ours, peer) if fastest is None else (ours, peer, fastest)
+            shown = ", ".join(f"{gateway.name} {gateway.url}" for gateway in gateways)
+            print(f"stub {stub.url}, {shown}; logs in {log_dir}")
+            measurements = benchmark(args, wrk, stub, gateways)
         failed = False
     except (SetupError, BenchmarkError) as exc:
         print(f"benchmark: {exc}\n(server logs kept in {log_dir})", file=sys.stderr)

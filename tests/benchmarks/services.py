@@ -234,8 +234,10 @@ def wait_ready(server: Server, probe: str, body: bytes | None = None) -> None:
     )
 
 
-def start_all(services: Services, node: str, python: str) -> tuple[Server, Server, Server]:
-    """Start the stub, our gateway and the Apollo peer; return them once all answer."""
+def start_all(
+    services: Services, node: str, python: str, *, mercurius: bool = False
+) -> tuple[Server, Server, Server, Server | None]:
+    """Start the stub, our gateway, the Apollo peer (and Mercurius); return them once all answer."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     stub_port, ours_port, peer_port = free_port(), free_port(), free_port()
     stub = services.start(
@@ -263,9 +265,21 @@ def start_all(services: Services, node: str, python: str) -> tuple[Server, Serve
         {**base_env, "NODE_ENV": "production", "UPSTREAM_URL": stub.url},
         f"http://127.0.0.1:{peer_port}",
     )
+    fastest = None
+    if mercurius:
+        port = free_port()
+        fastest = services.start(
+            "mercurius",
+            [node, str(PEER / "mercurius.mjs"), "--host", "127.0.0.1", "--port", str(port)],
+            {**base_env, "NODE_ENV": "production", "UPSTREAM_URL": stub.url},
+            f"http://127.0.0.1:{port}",
+        )
     wait_ready(ours, "/readyz")
-    wait_ready(peer, "/graphql", json.dumps({"query": "{ __typename }"}).encode())
-    return stub, ours, peer
+    probe = json.dumps({"query": "{ __typename }"}).encode()
+    wait_ready(peer, "/graphql", probe)
+    if fastest is not None:
+        wait_ready(fastest, "/graphql", probe)
+    return stub, ours, peer, fastest
 
 
 def set_stub_latency(stub: Server, latency_ms: float) -> None:
