@@ -42,6 +42,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def address_key(address: str) -> str:
     """The key an address is limited under: itself, or its /64 for IPv6 (one subscriber's)."""
+    if ":" not in address:
+        # IPv4 (or a name): as the socket or the proxy wrote it. Parsing it on every
+        # request cost more than all the rest of reading who is calling.
+        return address[:MAX_ADDRESS_CHARS]
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

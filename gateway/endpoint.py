@@ -175,7 +175,9 @@ class GraphQLEndpoint:
     ) -> Response:
         body = b""
         media_type = JSON
-        peer = request.client.host if request.client is not None else None
+        # The scope's tuple: request.client builds a named tuple on every read.
+        client = request.scope.get("client")
+        peer = client[0] if client else None
         caller = Caller.identify(
             services.keys, request.headers, self.proxies.client_of(peer, request.headers)
         )
