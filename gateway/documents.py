@@ -43,6 +43,7 @@ from graphql import (
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
+from gateway.config import Settings
 from gateway.errors import PARSE_FAILED, VALIDATION_FAILED
 from gateway.literals import Relocation, split
 from gateway.shapes import Shape
@@ -139,6 +140,22 @@ class Documents:
         # Shape key -> the shape and its operations; None: valid, but not a usable shape.
         self._shapes: LRUCache[str, tuple[Shape, Mapping[str | None, Operation]] | None] = LRUCache(
             maxsize=maxsize
+        )
+
+    @classmethod
+    def for_settings(cls, schema: GraphQLSchema, settings: Settings) -> Documents:
+        """The store ``settings`` describe: their limits, introspection switch and cache size."""
+        limits = Limits(
+            max_tokens=settings.max_tokens,
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_directives=settings.max_directives,
+        )
+        return cls(
+            schema,
+            limits,
+            introspection=settings.introspection,
+            maxsize=settings.document_cache,
         )
 
     def __len__(self) -> int:

@@ -34,7 +34,7 @@ from gateway import tracing
 from gateway.callers import TrustedProxies
 from gateway.config import Settings
 from gateway.context import Caller, RequestBudget, RequestContext, Services
-from gateway.documents import DocumentError, Documents, Limits, Prepared
+from gateway.documents import DocumentError, Documents, Prepared
 from gateway.errors import (
     PARSE_FAILED,
     VALIDATION_FAILED,
@@ -122,17 +122,7 @@ class GraphQLEndpoint:
         if persisted is None:
             persisted = PersistedDocuments(persisted_only=False, maxsize=settings.apq_cache)
         self.persisted = persisted
-        self.documents = Documents(
-            schema._schema,
-            Limits(
-                max_tokens=settings.max_tokens,
-                max_depth=settings.max_depth,
-                max_aliases=settings.max_aliases,
-                max_directives=settings.max_directives,
-            ),
-            introspection=settings.introspection,
-            maxsize=settings.document_cache,
-        )
+        self.documents = Documents.for_settings(schema._schema, settings)
 
     async def handle(self, request: Request) -> Response:
         """Handle one HTTP request to ``/graphql``: answer, count it, log one line."""

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from gateway.config import Settings
-from gateway.documents import Documents, Limits
+from gateway.documents import Documents
 from gateway.schema import create_schema
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -51,17 +51,7 @@ def main() -> None:
     parser.add_argument("--early", type=int, default=1_000)
     args = parser.parse_args()
     settings = Settings()
-    store = Documents(
-        create_schema()._schema,
-        Limits(
-            max_tokens=settings.max_tokens,
-            max_depth=settings.max_depth,
-            max_aliases=settings.max_aliases,
-            max_directives=settings.max_directives,
-        ),
-        introspection=settings.introspection,
-        maxsize=settings.document_cache,
-    )
+    store = Documents.for_settings(create_schema()._schema, settings)
     early = 0
     for n in range(1, args.documents + 1):
         if store.prepare(document(n)).document is None:
