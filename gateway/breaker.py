@@ -230,14 +230,16 @@ class CircuitBreaker:
 
     def record(self, permit: Permit, outcome: Outcome) -> None:
         """The outcome of the call ``permit`` let through (exactly once per permit)."""
-        caller = self._callers.get(permit.caller) or self._remember(permit.caller)
         upstream = self._upstream
         if outcome is _NEUTRAL:
-            if permit.probes_caller:
-                caller.probing = False
+            # Nothing to count: free the probe's place (if its circuit is still remembered).
+            circuit = self._callers.get(permit.caller)
+            if permit.probes_caller and circuit is not None:
+                circuit.probing = False
             if permit.probes_upstream:
                 upstream.probing = False
             return
+        caller = self._callers.get(permit.caller) or self._remember(permit.caller)
         failed = outcome is _FAILURE
         now = self._clock()
         second = int(now)
@@ -251,15 +253,14 @@ class CircuitBreaker:
             every.roll(second, span)
         own.now_calls += 1
         every.now_calls += 1
-        if failed:
-            own.now_failures += 1
-            every.now_failures += 1
         if not failed:
             if permit.probes_caller:
                 self._close_caller(caller)
             if permit.probes_upstream:
                 self._close_upstream()
             return
+        own.now_failures += 1
+        every.now_failures += 1
         if permit.probes_caller or (caller.state == CLOSED and self._failing(own)):
             self._open_caller(caller, now)
         if permit.probes_upstream or (upstream.state == CLOSED and self._upstream_failing(second)):

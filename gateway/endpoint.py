@@ -190,8 +190,9 @@ class GraphQLEndpoint:
                     return replayed
                 batch, operations = from_body(body, self.settings.max_batch)
             resolved = [self._resolve(op) for op in operations]
+            prepared = self._prepare_all(resolved)
             if is_get:
-                self._refuse_non_queries(resolved, operations)
+                self._refuse_non_queries(resolved, prepared, operations)
         except RequestError as exc:
             record.codes.append(exc.code)
             return error_response(
@@ -207,7 +208,7 @@ class GraphQLEndpoint:
         contexts = [
             RequestContext.create(services, record.request_id, caller, budget) for _ in operations
         ]
-        results = await self.execute_all(operations, resolved, contexts, record)
+        results = await self.execute_all(operations, prepared, contexts, record)
         record.codes.extend(
             error["extensions"]["code"] for result in results for error in result.get("errors", ())
         )
@@ -253,17 +254,37 @@ class GraphQLEndpoint:
         except GatewayError as exc:
             return exc
 
+    def _prepare_all(
+        self, resolved: list[Resolved | GatewayError]
+    ) -> list[Prepared | GatewayError]:
+        """Each operation's prepared document (or its persisted-document refusal), once.
+
+        An APQ document is registered once it has validated.
+        """
+        prepared: list[Prepared | GatewayError] = []
+        for outcome in resolved:
+            if isinstance(outcome, GatewayError):
+                prepared.append(outcome)
+                continue
+            ready = self.documents.prepare(outcome.text)
+            if ready.document is not None:
+                self.persisted.register(outcome)
+            prepared.append(ready)
+        return prepared
+
     def _refuse_non_queries(
-        self, resolved: list[Resolved | GatewayError], operations: list[OperationRequest]
+        self,
+        resolved: list[Resolved | GatewayError],
+        prepared: list[Prepared | GatewayError],
+        operations: list[OperationRequest],
     ) -> None:
         """GET must not change anything: a mutation or subscription sent by GET is a 405."""
-        for outcome, op in zip(resolved, operations, strict=True):
-            if not isinstance(outcome, Resolved):
+        for outcome, ready, op in zip(resolved, prepared, operations, strict=True):
+            if not isinstance(outcome, Resolved) or not isinstance(ready, Prepared):
                 continue
-            prepared = self.documents.prepare(outcome.text)
-            if prepared.document is not None:
-                kind = _selected_type(prepared, op.operation_name)
-            elif prepared.code == PARSE_FAILED:
+            if ready.document is not None:
+                kind = _selected_type(ready, op.operation_name)
+            elif ready.code == PARSE_FAILED:
                 continue  # reported as such by execution
             else:
                 # Refused by validation (which mutations are, against this schema):
@@ -311,20 +332,11 @@ class GraphQLEndpoint:
     async def execute_all(
         self,
         operations: list[OperationRequest],
-        resolved: list[Resolved | GatewayError],
+        prepared: list[Prepared | GatewayError],
         contexts: list[RequestContext],
         record: RequestRecord,
     ) -> list[dict[str, Any]]:
         """Run every operation of one request, concurrently, within one fan-out budget."""
-        prepared: list[Prepared | GatewayError] = []
-        for outcome in resolved:
-            if isinstance(outcome, GatewayError):
-                prepared.append(outcome)
-                continue
-            ready = self.documents.prepare(outcome.text)
-            if ready.document is not None:
-                self.persisted.register(outcome)
-            prepared.append(ready)
         planned = 0
         for index, (op, doc) in enumerate(zip(operations, prepared, strict=True)):
             if isinstance(doc, Prepared) and doc.document is not None:
