@@ -24,7 +24,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # README.md is the package's long description: the build needs it.
 COPY pyproject.toml README.md ./
-# gateway/ includes GraphiQL's built assets (gateway/ide_assets): no Node stage.
+# gateway/ includes GraphiQL's built assets (gateway/http/ide_assets): no Node stage.
 COPY gateway ./gateway
 # The same install as CI's: a wheel of the project, its dependencies from PyPI.
 RUN pip install .

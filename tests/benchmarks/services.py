@@ -84,7 +84,10 @@ def gateway_python() -> str:
         if not Path(candidate).exists():
             continue
         probe = subprocess.run(
-            [candidate, "-c", "import gateway.cli"], cwd=ROOT, capture_output=True, check=False
+            [candidate, "-c", "import gateway.server.runtime"],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
         )
         if probe.returncode == 0:
             return candidate
