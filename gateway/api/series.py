@@ -1,11 +1,8 @@
 """Calendar buckets for ``callCountSeries``: hours, days, weeks, months in a time zone.
 
-Edges fall where a wall clock in that zone shows the start of an hour, a day,
-a Monday or the first of a month, so a day across a daylight-saving change
-lasts 23 or 25 hours, as it does for the people reading the dashboard. Each
-bucket is a closed range of whole seconds, like the upstream's own bounds:
-``[start, next start - 1 s]``, the first starting at ``from`` and the last
-ending at ``to``.
+Edges fall where a wall clock in that zone shows the start of an hour, a day, a
+Monday or a month's first, so a day across a daylight-saving change lasts 23 or
+25 hours. Each bucket is a closed range of whole seconds, like the upstream's.
 """
 
 from __future__ import annotations

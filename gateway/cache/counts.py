@@ -1,18 +1,6 @@
-"""Cache keys, the bounded TTL cache of counts, and single flight.
+"""The bounded cache of counts: a TTL per entry, single flight, stale-on-error.
 
-A key is (HMAC-SHA256 of the whole credential under a per-process secret,
-canonical filter JSON, priorityFilter): two users never share an entry, a right
-user id with a wrong token never hits, and no credential is held in clear.
-Only successes are stored. Concurrent identical misses share one upstream call
-(single flight) whether they come from one request or many; the shared call
-runs in its own task, so a caller that goes away does not cancel it for the
-others, and a failure reaches the callers that waited on it but is not kept:
-the next caller starts a fresh call.
-
-An entry is fresh for ``ttl`` seconds and then kept ``stale`` seconds more: when
-a refresh fails transiently (a retryable upstream failure, the breaker open,
-overload), the old value is served instead, with its age, and the caller says
-so in the response. Past the stale window, the error is returned.
+Only successes are stored, under keys that hold no credential in clear.
 """
 
 from __future__ import annotations
@@ -32,7 +20,11 @@ T = TypeVar("T")
 
 
 class CacheKey(NamedTuple):
-    """Who asks (as an HMAC digest) and what they ask."""
+    """Who asks (an HMAC-SHA256 of the whole credential) and what they ask.
+
+    Two users never share an entry, and a right user id with a wrong token
+    never hits.
+    """
 
     principal: bytes
     filter_json: str
@@ -55,6 +47,12 @@ class Counted(NamedTuple):
 
 class CountCache:
     """A bounded cache of counts, each with its own TTL; single flight; stale-on-error.
+
+    Concurrent identical misses share one upstream call, from one request or
+    many; it runs in its own task, so a caller that goes away does not cancel
+    it for the others, and its failure reaches its waiters but is not kept. An
+    entry is fresh for its TTL, then kept ``stale`` seconds more: when a refresh
+    fails transiently, the old value is served with its age instead.
 
     Entries are kept in least-recently-used order (an ``OrderedDict``: every
     operation O(1) in C) and checked for age when read; one read past its

@@ -1,14 +1,7 @@
 """The optional second cache tier in Redis, shared by replicas behind one Service.
 
-Entries are written through with the local keys (an HMAC of the credential,
-never the credential, and a hash of the question) and the same TTL plus stale
-window, and read on a local miss. Single flight across replicas uses a short
-lock (``SET NX PX``): the replica that takes it asks the upstream and writes
-the count; the others wait for that count, briefly, instead of asking too.
-
-Redis is a help, never a dependency: any Redis failure marks it down for a few
-seconds, logs one warning, counts in a metric, and the gateway carries on with
-its local cache alone.
+Redis is a help, never a dependency: any failure marks it down for a few
+seconds, logs one warning, counts in a metric, and the local cache carries on.
 """
 
 from __future__ import annotations
@@ -49,7 +42,14 @@ class Entry(NamedTuple):
 
 
 class SharedTier:
-    """Read-through, write-through Redis tier with a cross-replica lock."""
+    """Read-through, write-through Redis tier with a cross-replica lock.
+
+    Entries are written with the local keys (an HMAC of the credential and a
+    hash of the question) and the same TTL plus stale window, and read on a
+    local miss. Single flight across replicas: the replica that takes a short
+    lock (``SET NX PX``) asks the upstream and writes the count; the others
+    wait for that count, briefly, instead of asking too.
+    """
 
     def __init__(
         self,

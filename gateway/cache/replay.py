@@ -1,13 +1,7 @@
 """Whole answers replayed: a repeated request is not executed while its counts are fresh.
 
-A dashboard asks the same document with the same variables every few seconds.
-Once such a request has been answered without an error or a warning, its
-response body is kept, keyed by (the credential's HMAC, the exact request body),
-together with the counts it was made of. The same request again is answered
-with those bytes, without parsing or executing anything, as long as every one
-of those counts is still in the count cache, fresh and unchanged; otherwise it
-runs as usual and the entry is replaced. The count cache stays the one source
-of truth: nothing is ever replayed that the cache would not serve.
+The count cache stays the one source of truth: nothing is ever replayed that
+it would not serve.
 """
 
 from __future__ import annotations
@@ -32,7 +26,12 @@ class Replay(NamedTuple):
 
 
 class ResponseCache:
-    """Bounded LRU of replayable responses, checked against ``counts`` on every use."""
+    """Bounded LRU of replayable responses, checked against ``counts`` on every use.
+
+    An answer without an error or a warning is kept by (the credential's HMAC,
+    the exact request body), with the counts it was made of; the same request
+    gets those bytes back while every one of them is still fresh and unchanged.
+    """
 
     def __init__(self, counts: CountCache, maxsize: int = 4096) -> None:
         self._counts = counts

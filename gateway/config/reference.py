@@ -68,7 +68,7 @@ def shown(value: Any) -> str:
 def render() -> str:
     """The whole reference, as Markdown."""
     docs = field_docs()
-    lines = [_HEAD]
+    lines = [_HEAD.rstrip()]
     for field in dataclasses.fields(Settings):
         group = GROUPS.get(field.name)
         if group is not None:

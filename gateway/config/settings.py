@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
-import logging
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from starlette.config import Config
 from starlette.datastructures import Secret
 
+from gateway.config import reading
 from gateway.config.manifest import load_manifest
-
-EMBEDDED = "embedded"
-T = TypeVar("T")
+from gateway.config.reading import EMBEDDED
 
 
 class SettingsError(ValueError):
@@ -212,7 +206,7 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """Read ``GATEWAY_*`` keys from ``environ``; raise SettingsError listing every bad one."""
-        reader = _Reader(environ)
+        reader = reading.Reader(environ)
         default = cls()
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
@@ -224,10 +218,10 @@ class Settings:
             else:
                 cast = _CASTS.get(field.name, type(fallback))
                 values[field.name] = reader.get(key, cast, fallback, hidden=field.name in _HIDDEN)
-        reader.check("GATEWAY_UPSTREAM_URL", _upstream_url, values["upstream_url"])
+        reader.check("GATEWAY_UPSTREAM_URL", reading.upstream_url, values["upstream_url"])
         reader.check("GATEWAY_UPSTREAM_TZ", ZoneInfo, values["upstream_tz"])
-        reader.check("GATEWAY_REDIS_URL", _redis_url, values["redis_url"])
-        reader.check("GATEWAY_UPSTREAM_CA_FILE", _ca_file, values["upstream_ca_file"])
+        reader.check("GATEWAY_REDIS_URL", reading.redis_url, values["redis_url"])
+        reader.check("GATEWAY_UPSTREAM_CA_FILE", reading.ca_file, values["upstream_ca_file"])
         if values["persisted_only"] and not values["persisted_documents"]:
             reader.fail(
                 "GATEWAY_PERSISTED_ONLY needs GATEWAY_PERSISTED_DOCUMENTS: the file of the "
@@ -314,7 +308,7 @@ _REPLACED: dict[str, str] = {
 }
 
 
-def _check_together(reader: _Reader, values: Mapping[str, Any]) -> None:
+def _check_together(reader: reading.Reader, values: Mapping[str, Any]) -> None:
     """Settings that are valid alone but not beside each other."""
     if values["upstream_deadline"] < values["upstream_timeout"]:
         reader.fail("GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT")
@@ -330,131 +324,13 @@ def _check_together(reader: _Reader, values: Mapping[str, Any]) -> None:
         )
 
 
-def _lower(value: str) -> str:
-    return value.strip().lower()
-
-
-class _Reader:
-    """Reads typed values with starlette's Config, collecting problems instead of raising."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._config = Config(environ=environ)
-        self.problems: list[str] = []
-
-    def fail(self, problem: str) -> None:
-        self.problems.append(problem)
-
-    def get(self, key: str, cast: Callable[[Any], T], default: T, hidden: bool = False) -> T:
-        """``key`` read by ``cast``; a ``hidden`` value is never repeated in a problem."""
-        try:
-            value: T | None = self._config(key, cast=cast, default=None)
-        except (ValueError, TypeError) as exc:
-            raw = self._config(key, default="")
-            # starlette re-raises a generic error inside ours; ours says what is expected.
-            ours = exc.__context__ if isinstance(exc.__context__, ValueError) else exc
-            shown = f"{key} (value not shown)" if hidden else f"{key}={raw!r}"
-            self.fail(f"{shown} is invalid: {_reason(ours)}")
-            return default
-        return default if value is None else value
-
-    def number(self, key: str, cast: Callable[[Any], T], default: T, low: float, high: float) -> T:
-        value = self.get(key, cast, default)
-        if not low <= value <= high:  # type: ignore[operator]
-            self.fail(f"{key}={value!r} is out of range: expected {low} to {high}")
-        return value
-
-    def check(self, key: str, validate: Callable[[str], object], value: str) -> None:
-        try:
-            validate(value)
-        except (ValueError, OSError, ZoneInfoNotFoundError) as exc:
-            # OSError: ZoneInfo("America") names a directory of zones.
-            self.fail(f"{key}={value!r} is invalid: {_reason(exc)}")
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    # starlette's own message repeats the key and value; keep only its verdict.
-    return text.rsplit(". ", 1)[-1].rstrip(".") if text.startswith("Config '") else text
-
-
-def _upstream_url(value: str) -> None:
-    if value == EMBEDDED:
-        return
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected 'embedded' or an http(s):// base URL")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("the base URL must not carry a query, fragment or user info")
-
-
-def _redis_url(value: str) -> None:
-    if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("expected redis://host:6379/0, rediss://… or unix://…")
-
-
-def _proxy(value: str) -> Secret | None:
-    # Its messages never quote the value: it may hold the proxy's password.
-    text = value.strip()
-    if not text:
-        return None
-    parts = urlsplit(text)
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or out of range
-        port = None
-    if parts.scheme != "http" or not parts.hostname or port is None:
-        raise ValueError("expected http://[user:password@]host:port")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("the proxy URL must not carry a path, query or fragment")
-    return Secret(text)
-
-
-def _ca_file(path: str) -> None:
-    if path:
-        ssl.create_default_context(cafile=path)
-
-
-def _origins(value: str) -> tuple[str, ...]:
-    origins = tuple(item.strip() for item in value.split(",") if item.strip())
-    for origin in origins:
-        parts = urlsplit(origin)
-        extras = parts.path or parts.query or parts.fragment or parts.username
-        if parts.scheme not in ("http", "https") or not parts.hostname or extras:
-            raise ValueError(f"{origin!r} is not an origin like https://dash.example.com")
-    return origins
-
-
-def _networks(value: str) -> tuple[str, ...]:
-    networks = tuple(item.strip() for item in value.split(",") if item.strip())
-    for network in networks:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise ValueError(f"{network!r} is not an address or CIDR like 10.0.0.0/8") from None
-    return networks
-
-
-def _log_format(value: str) -> str:
-    format = value.strip().lower()
-    if format not in ("text", "json"):
-        raise ValueError("expected text or json")
-    return format
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in logging.getLevelNamesMapping():
-        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-    return level
-
-
 # Settings whose values need more than their default's type to read.
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "cache_key_secret": Secret,
-    "upstream_proxy": _proxy,
-    "cors_origins": _origins,
-    "trusted_proxies": _networks,
-    "log_level": _log_level,
-    "log_format": _log_format,
-    "env": _lower,
+    "upstream_proxy": reading.proxy,
+    "cors_origins": reading.origins,
+    "trusted_proxies": reading.networks,
+    "log_level": reading.log_level,
+    "log_format": reading.log_format,
+    "env": reading.lower,
 }

@@ -1,23 +1,8 @@
 """Literal tokens of a GraphQL text: a shape's key, the literals, and how locations move.
 
-``split`` replaces every Int, Float and plain String literal of a text by a mark
-of its kind, in one regular-expression pass, and gives that key and the literal
-tokens; two texts with one key differ only in those tokens. As Apollo's
-operation signatures do, this sets literal values aside, so that documents
-which differ only in them can share one parse and validation
-(``gateway.shapes``).
-
-Why two texts with one key lex alike: each literal the pattern takes out is a
-whole token of graphql-core's lexer. A number is read by the lexer's own
-grammar, ends where the lexer would end it (not before a digit, ``.`` or a name
-character, which would extend it or make it an error) and starts after a
-character that ends any token before it (so it is never a name's digits or a
-number's tail). A string has no escapes and no line breaks, and is never ``""``
-before a third quote (which would open a block string). Comments, block strings
-and strings with escapes stay in the key verbatim, so nothing inside them is
-taken for a literal. The rest of the two texts is the same text. The one thing
-this cannot see is where the lexer starts a token in the first text; a shape
-checks that against the parsed AST before it is used.
+As Apollo's operation signatures do, this sets literal values aside, so that
+documents which differ only in them share one parse and validation
+(``gateway.documents.shapes``). It never guesses: what it cannot prove it keeps.
 """
 
 from __future__ import annotations
@@ -59,7 +44,19 @@ class Literals(NamedTuple):
 
 
 def split(text: str) -> Literals | None:
-    """The shape key and literal tokens of ``text``; None when it has no literals to set aside."""
+    """The shape key and literal tokens of ``text``; None when it has no literals to set aside.
+
+    Every Int, Float and plain String literal becomes a mark of its kind, in
+    one regular-expression pass; two texts with one key differ only in those
+    tokens, and lex alike: each literal taken out is a whole token of
+    graphql-core's lexer. A number is read by the lexer's own grammar, ends
+    where the lexer would end it and starts after a character that ends any
+    token before it (never a name's digits or a number's tail). A string has
+    no escapes and no line breaks, and is never ``""`` before a third quote.
+    Comments, block strings and strings with escapes stay in the key verbatim.
+    What this cannot see is where the lexer starts a token in the first text:
+    a shape checks that against the parsed AST before it is used.
+    """
     if "\x00" in text:  # the marks must not be mistaken for text
         return None
     parts = _SCAN.split(text)

@@ -1,41 +1,9 @@
 """Document shapes: documents that differ only in their literal values, validated once.
 
-Services build alias batches as strings (``a0: callCount(filter: {campaignId: 17})
-…``), so nearly every document they send is new, and graphql-core's full
-validation of a new document costs several times what executing it does. A
-*shape* is a document with its literal values set aside: the key
-``gateway.literals.split`` makes of its text. The first document of a shape is
-parsed and validated in full (``gateway.documents``); ``Shape.build`` then
-keeps its AST and where each literal sits. A later document of the same shape
-is not parsed or validated again: ``Shape.instantiate`` copies the AST along
-the paths to its literals, puts the new values in, and checks the new values
-only.
-
-Why that is the same as full validation:
-
-- *Parsing.* Texts of one key lex alike (``gateway.literals``) provided each
-  literal the key sets aside is a literal token where the first text's lexer
-  starts one: ``Shape.build`` checks, on the first document, that each is
-  exactly a literal value node of its AST; a shape that fails the check is
-  never used. The parser decides by token kinds, which the key fixes, so the
-  new text parses to the first one's AST with the new values in.
-- *Validation.* Of graphql-core's rules, two look at literal values:
-  ValuesOfCorrectType, which hands each leaf-typed value (a scalar's or an
-  enum's, lists and input objects above it taken apart by their fixed shape) to
-  its type, a check ``instantiate`` runs again on the new values with the same
-  function (``validate_input_literal``), and OverlappingFieldsCanBeMerged,
-  which compares the arguments of fields with one response name: a shape
-  where any selection set, fragments and inline fragments merged in, has two
-  fields of one response name is never used. Every other rule, and the
-  gateway's own limits, see names, structure and token counts, which the key
-  fixes.
-- *Execution.* The instance's AST is the one ``parse`` would give the new text,
-  except that its locations (and their source) are the first document's;
-  ``Relocation`` moves error locations by the difference in literal lengths
-  before them.
-
-A shape whose first document is refused is not kept, so a refused document
-never decides the fate of another.
+Services build alias batches as strings, so nearly every document they send is
+new, and full validation of a new document costs several times its execution.
+A later document of a known shape is checked for its new values only; ``Shape``
+says why that is the same as full validation.
 """
 
 from __future__ import annotations
@@ -293,7 +261,28 @@ def _matches(node: Node, end: int, kind: str) -> bool:
 
 @dataclass(frozen=True)
 class Shape:
-    """A validated document whose literals can be replaced; see the module's docstring."""
+    """A validated document whose literals can be replaced by those of a text of its key.
+
+    ``build`` keeps the first document's AST and where each literal sits;
+    ``instantiate`` copies the AST along the paths to the literals, puts the new
+    values in and checks them. Why that is the same as full validation:
+
+    - *Parsing.* Texts of one key lex alike (``literals.split``) provided each
+      literal set aside is a literal token where the first text's lexer starts
+      one: ``build`` checks each is exactly a literal value node of the AST, or
+      refuses the shape. The parser decides by token kinds, which the key fixes.
+    - *Validation.* Two of graphql-core's rules look at literal values:
+      ValuesOfCorrectType, whose check of each leaf-typed value
+      (``validate_input_literal``) ``instantiate`` runs again on the new values,
+      and OverlappingFieldsCanBeMerged, which compares the arguments of fields
+      with one response name: a shape where any selection set (fragments merged
+      in) has two fields of one response name is never used. Every other rule,
+      and our limits, see names, structure and token counts, which the key fixes.
+    - *Execution.* The instance's AST is the one ``parse`` would give the new
+      text but for its locations; ``Relocation`` moves error locations.
+
+    A shape whose first document is refused is never kept.
+    """
 
     document: DocumentNode
     #: The first document's literal value nodes, one per slot, copied with each new value.

@@ -1,21 +1,7 @@
 """GraphQL documents: parsed, limited and validated once, then cached by text and by shape.
 
-``Documents.prepare(text)`` answers with a ``Prepared`` document: either the
-parsed AST with what each operation may cost, or the errors that reject it
-(with ``GRAPHQL_PARSE_FAILED`` or ``GRAPHQL_VALIDATION_FAILED``). The limits
-are checked on the AST before graphql-core's validation, each reported as a
-single error, so that a hostile document (thousands of aliases, directives or
-nested fragments) costs one linear walk and never reaches execution. The walk
-expands fragment spreads with memoisation, so a fragment "bomb" that doubles
-at each level is counted, not expanded, and a fragment cycle stops it.
-
-A text seen before is answered from a cache of texts. A new text whose shape
-(the text with its literal values set aside, ``gateway.literals``) is known is
-not parsed or validated again: the known shape's AST takes the new values, and
-only the values are checked (``gateway.shapes``). Both caches are bounded LRUs
-of ``maxsize`` entries each; a shape is remembered only once a document of it
-has passed full validation, and a document made from a shape is not put in the
-text cache, so that a stream of new documents cannot push the rest out.
+A hostile document costs one linear walk (``cost``) and never reaches
+validation or execution; a stream of new documents cannot push the rest out.
 """
 
 from __future__ import annotations
@@ -81,7 +67,15 @@ class Prepared:
 
 
 class Documents:
-    """Parses, limits and validates documents against ``schema``, remembering the results."""
+    """Parses, limits and validates documents against ``schema``, remembering the results.
+
+    ``prepare(text)`` answers with a ``Prepared`` document: the AST with what
+    each operation may cost, or the errors that reject it. A text seen before
+    comes from a cache of texts; a new text of a known shape is made from the
+    shape (``Shape.instantiate``). Both caches are LRUs of ``maxsize``; a shape
+    is remembered only once a document of it passed full validation, and a
+    document made from a shape is not put in the text cache.
+    """
 
     def __init__(
         self,

@@ -1,12 +1,7 @@
 """The GraphiQL page: GraphiQL 5 with the Explorer plugin, served from the package itself.
 
-The built, minified assets live in ``gateway/http/ide_assets/`` (rebuilt from a
-lockfile by ``ide/build.mjs``; ``MANIFEST.json`` holds each file's SHA-256)
-and are served under ``/graphql/ide/``, so the page needs no CDN, no Node and
-no network. The page carries no script of its own: its Content-Security-Policy
-allows scripts, styles, fonts, images, workers and fetches from the gateway
-alone, and the example query and headers travel in a JSON data block that the
-bundled bootstrap reads.
+The built assets live in ``ide_assets/`` (rebuilt by ``ide/build.mjs``; each
+file's SHA-256 in ``MANIFEST.json``): no CDN, no network, no inline script.
 """
 
 from __future__ import annotations
@@ -79,7 +74,11 @@ _PAGE = """<!doctype html>
 def graphiql_page(
     today: dt.date, endpoint: str = "/graphql", example_headers: dict[str, str] | None = None
 ) -> str:
-    """The GraphiQL HTML for ``today``; ``example_headers`` prefill the headers tab."""
+    """The GraphiQL HTML for ``today``; ``example_headers`` prefill the headers tab.
+
+    The example query and headers travel in a JSON data block that the bundled
+    bootstrap reads: the page carries no script of its own.
+    """
     headers = example_headers or {SSID_HEADER: "<your session id>"}
     config = {
         "url": endpoint,

@@ -1,13 +1,4 @@
-"""Content negotiation for ``/graphql``, as the GraphQL over HTTP spec lays it down.
-
-A client that accepts ``application/graphql-response+json`` (Apollo Client 4
-asks for it first) gets that media type and its status codes: 400 for a
-response without ``data`` (a document that does not parse or validate,
-variables that do not coerce, a persisted document that cannot be had), 200
-when execution began, even if every field failed. ``application/json``, a
-wildcard, or no ``Accept`` at all keeps the older contract: 200 for every
-GraphQL response. An ``Accept`` that allows neither is answered 406.
-"""
+"""Content negotiation for ``/graphql``, as the GraphQL over HTTP spec lays it down."""
 
 from __future__ import annotations
 
@@ -54,7 +45,13 @@ def negotiate(accept: str | None) -> str | None:
 
 
 def status_for(media_type: str, body: dict[str, Any]) -> int:
-    """The HTTP status of one operation's response ``body`` in ``media_type``."""
+    """The HTTP status of one operation's response ``body`` in ``media_type``.
+
+    ``application/graphql-response+json``: 400 for a response without ``data``
+    (a document that does not parse or validate, variables that do not coerce,
+    a persisted document that cannot be had), 200 once execution began.
+    ``application/json`` keeps the older contract: 200 for every response.
+    """
     if media_type == GRAPHQL_RESPONSE_JSON and "data" not in body:
         return 400
     return 200

@@ -4,7 +4,7 @@ Each is checked for shape here, before any document is looked at: a
 parameter of the wrong type is a ``MalformedRequestError`` (HTTP 400) naming it, as the
 GraphQL over HTTP spec asks. A document may be missing when the operation
 names a persisted one instead (``extensions.persistedQuery`` or
-``documentId``); ``gateway.persisted`` resolves those.
+``documentId``); ``persisted`` resolves those.
 """
 
 from __future__ import annotations

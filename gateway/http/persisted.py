@@ -1,24 +1,9 @@
 """Persisted documents: Apollo's automatic persisted queries, and a list of trusted ones.
 
-An operation may name its document instead of sending it: by
-``extensions.persistedQuery = {"version": 1, "sha256Hash": …}`` (Apollo
-Client's persisted-queries link, also over GET, the form a CDN can cache) or
-by ``documentId`` (the GraphQL over HTTP persisted-documents proposal;
-``sha256:`` prefixes are ignored). ``PersistedDocuments.resolve`` turns it
-into the document's text, before ``gateway.documents`` sees it:
-
-- a listed id (``GATEWAY_PERSISTED_DOCUMENTS``: an Apollo persisted-query
-  manifest, or the ``{id: document}`` map GraphQL Codegen and Relay write)
-  runs its listed document;
-- an id registered by APQ runs the document registered under it;
-- with ``GATEWAY_PERSISTED_ONLY``, a document's text is
-  ``PERSISTED_QUERY_ID_REQUIRED`` and an id not listed is
-  ``PERSISTED_QUERY_NOT_IN_LIST``; else an unknown hash is
-  ``PERSISTED_QUERY_NOT_FOUND``, and the client sends it again with its text;
-- a hash sent with a text must be that text's SHA-256 (else ``BAD_USER_INPUT``);
-  the text is registered once it has validated.
-
-All of it happens before any upstream call.
+An operation may name its document instead of sending it, by
+``extensions.persistedQuery`` (Apollo's link, also over GET) or ``documentId``
+(the GraphQL over HTTP proposal); this turns the name into the text, before
+any document is prepared and before any upstream call.
 """
 
 from __future__ import annotations
@@ -81,7 +66,15 @@ class PersistedDocuments:
         return len(self._registered)
 
     def resolve(self, op: OperationRequest) -> Resolved:
-        """The document ``op`` runs; raises a GatewayError (or a RequestError) when none may."""
+        """The document ``op`` runs; raises a GatewayError (or a RequestError) when none may.
+
+        - A listed id runs its listed document; an id registered by APQ, its own.
+        - With ``persisted_only``, a text is ``PERSISTED_QUERY_ID_REQUIRED`` and an
+          id not listed ``PERSISTED_QUERY_NOT_IN_LIST``; else an unknown hash is
+          ``PERSISTED_QUERY_NOT_FOUND`` and the client sends it again with its text.
+        - A hash sent with a text must be that text's SHA-256 (else
+          ``BAD_USER_INPUT``); the text is registered once it has validated.
+        """
         apq_hash = _apq_hash(op.extensions)
         wanted = bare_id(op.document_id) if op.document_id is not None else apq_hash
         if op.document_id is not None and apq_hash is not None and wanted != apq_hash:

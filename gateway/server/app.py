@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.api import create_schema
@@ -79,41 +79,41 @@ def create_app(
                 finally:
                     app.state.ready = False
 
-    middleware = []
-    if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["POST", "GET"],
-                allow_headers=["Content-Type", REQUEST_ID_HEADER, *CREDENTIAL_HEADERS],
-                expose_headers=[REQUEST_ID_HEADER],
-                max_age=600,
-            )
-        )
-    app = Starlette(
-        routes=[
-            Route(
-                "/graphql",
-                GraphQLEndpoint(
-                    create_schema(), settings, _callers(settings), _persisted(settings)
-                ).handle,
-                methods=["GET", "POST"],
-            ),
-            # GraphiQL's files, from the package itself (no CDN, no network).
-            *([Mount(ASSETS_PATH, StaticFiles(directory=ASSETS))] if settings.graphiql else []),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            *([Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []),
-        ],
-        middleware=middleware,
-        lifespan=lifespan,
-    )
+    app = Starlette(routes=_routes(settings), middleware=_middleware(settings), lifespan=lifespan)
     app.state.ready = False
     app.state.metrics = metrics
     # Set by the server on SIGTERM/SIGINT, before the drain (see gateway.server.runtime).
     app.state.draining = False
     return app
+
+
+def _routes(settings: Settings) -> list[BaseRoute]:
+    """``/graphql``, GraphiQL's files, the probes and the metrics, as ``settings`` enable them."""
+    endpoint = GraphQLEndpoint(create_schema(), settings, _callers(settings), _persisted(settings))
+    return [
+        Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+        # GraphiQL's files, from the package itself (no CDN, no network).
+        *([Mount(ASSETS_PATH, StaticFiles(directory=ASSETS))] if settings.graphiql else []),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *([Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []),
+    ]
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """CORS for ``GATEWAY_CORS_ORIGINS``, if any."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["POST", "GET"],
+            allow_headers=["Content-Type", REQUEST_ID_HEADER, *CREDENTIAL_HEADERS],
+            expose_headers=[REQUEST_ID_HEADER],
+            max_age=600,
+        )
+    ]
 
 
 def _persisted(settings: Settings) -> PersistedDocuments:

@@ -1,31 +1,8 @@
 """One upstream HTTP/1.1 connection: an asyncio protocol fed to httptools' parser.
 
-``Connection.exchange`` sends one request and reads its answer within a time
-limit; the pool in ``gateway.transport`` decides which connection to use and
-whether to keep it. What it reads: the status, the body, the framing (length,
-chunked, or to the close), ``Content-Encoding``, and the server's
-``Keep-Alive: timeout=N``. An interim (1xx) answer is skipped; a second answer
-to one request, or bytes nobody asked for, end the connection.
-
-The upstream is not trusted: everything an answer can make us hold has a limit
-here, after the defaults of well-kept clients (h11 refuses a header block over
-16 KiB, aiohttp a line over 8 KiB, http.client more than 100 fields):
-
-- header fields, trailers included: ``MAX_FIELDS``, ``MAX_FIELD_BYTES`` in all,
-  ``MAX_LINE_BYTES`` each;
-- bytes the parser takes without finishing a field or delivering body
-  (``MAX_STALL_BYTES``): httptools grows an unfinished name or value by copying,
-  so a value that never ends is cut here, not by memory;
-- interim answers: ``MAX_INTERIM``;
-- the body: ``max_body`` bytes, raw and decoded (``gateway.decoding``, as it
-  arrives, on the fast path; the httpx path returns the raw body).
-
-Over a limit, invalid HTTP, a switch of protocols or a coding we don't decode:
-the exchange fails with ``InvalidAnswerError`` (or ``httpx.DecodingError``)
-and the connection is aborted. A connection whose exchange failed or was
-cancelled before its answer is aborted too (not closed: ``close`` waits for the
-write buffer, which an upstream that stopped reading never drains).
-Failures surface as httpx's exceptions and these two subclasses of them.
+The upstream is not trusted: everything an answer can make us hold has a
+limit here (after h11's, aiohttp's and http.client's defaults), and past one
+the exchange fails with ``InvalidAnswerError`` and the connection is aborted.
 """
 
 from __future__ import annotations
@@ -78,7 +55,37 @@ class Answer:
 
 
 class Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection, one exchange at a time; the parser calls back into it."""
+    """One HTTP/1.1 connection, one exchange at a time; the parser calls back into it.
+
+    It reads the status, the body, the framing (length, chunked, or to the
+    close), ``Content-Encoding`` and ``Keep-Alive: timeout=N``. Interim (1xx)
+    answers are skipped; a second answer, or bytes nobody asked for, end the
+    connection. Limits: ``MAX_FIELDS``, ``MAX_FIELD_BYTES`` and
+    ``MAX_LINE_BYTES`` for header fields and trailers; ``MAX_STALL_BYTES`` fed
+    to the parser without a field finished or body delivered (httptools grows
+    an unfinished value by copying); ``MAX_INTERIM``; ``max_body`` bytes, raw
+    and decoded. A connection whose exchange failed or was cancelled is
+    aborted, not closed: ``close`` waits for a write buffer that an upstream
+    which stopped reading never drains.
+    """
+
+    # One answer's state, set by _begin: what it is read into, and what it has cost.
+    _headers: list[tuple[bytes, bytes]]
+    _encodings: list[bytes]
+    _chunks: list[bytes]
+    _decoder: BodyDecoder | None
+    _size: int
+    _raw_size: int
+    _fields: int
+    _field_bytes: int
+    _interim: int
+    _stall: int
+    _progress: bool
+    _got_bytes: bool
+    _headers_done: bool
+    _has_length: bool
+    _chunked: bool
+    _finished: bool
 
     def __init__(self, max_body: int, loop: asyncio.AbstractEventLoop) -> None:
         self._max_body = max_body
@@ -93,16 +100,7 @@ class Connection(asyncio.Protocol):
         self.all_headers = False
         #: The server's ``Keep-Alive: timeout=N``, if it sent one: how long it keeps us idle.
         self.keepalive_hint: float | None = None
-        # One answer's state, reset by _begin: what it is read into, and what it has cost.
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._encodings: list[bytes] = []
-        self._chunks: list[bytes] = []
-        self._decoder: BodyDecoder | None = None
-        self._size = self._raw_size = 0
-        self._fields = self._field_bytes = 0
-        self._interim = self._stall = 0
-        self._progress = self._got_bytes = self._headers_done = False
-        self._has_length = self._chunked = self._finished = False
+        self._begin()
 
     # asyncio.Protocol
 
@@ -232,9 +230,7 @@ class Connection(asyncio.Protocol):
             self._interim += 1
             if self._interim > MAX_INTERIM:
                 raise InvalidAnswerError("The upstream sent too many interim answers")
-            self._headers, self._encodings = [], []
-            self._fields = self._field_bytes = 0
-            self._has_length = self._chunked = False
+            self._begin_head()
             return
         if self._decoder is not None:
             self._decoder.finish()
@@ -278,16 +274,22 @@ class Connection(asyncio.Protocol):
             self._transport.abort()
 
     def _begin(self) -> None:
-        self._headers = []
-        self._encodings = []
+        """A new answer's state: what it is read into, and what it has cost."""
+        self._begin_head()
         self._chunks = []
         self._decoder = None
         self._size = self._raw_size = 0
-        self._fields = self._field_bytes = 0
         self._interim = self._stall = 0
         self._progress = self._got_bytes = self._headers_done = False
-        self._has_length = self._chunked = self._finished = False
+        self._finished = False
         self.reusable = False
+
+    def _begin_head(self) -> None:
+        """A new head's state (after an interim answer, the real one's)."""
+        self._headers = []
+        self._encodings = []
+        self._fields = self._field_bytes = 0
+        self._has_length = self._chunked = False
 
     def _finish(self, keep_alive: bool = False) -> None:
         self._finished = True

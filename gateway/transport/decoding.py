@@ -1,24 +1,7 @@
 """Content decoding of upstream answers, bounded as the body arrives.
 
-The gateway never asks for an encoded answer (it sends no ``Accept-Encoding``),
-but without that header HTTP lets a server apply any coding (RFC 9110,
-12.5.3). So an encoded answer is decoded rather than refused, within limits:
-
-- gzip (``x-gzip``) and deflate (zlib-wrapped or, as some servers send it,
-  raw), the codings the standard library decodes; ``identity`` is no coding;
-- one layer at most: ``gzip, gzip`` is refused, as are br, zstd, compress and
-  any coding we don't know (a value that is not even ASCII included);
-- output within ``limit`` + 1 bytes over the whole body, produced step by step
-  (``decompressobj().decompress(data, max_length)``), so an answer of a few
-  kilobytes that inflates to gigabytes costs one bounded step before it is
-  refused, and nothing is ever decoded in one piece on the event loop;
-- a body that ends before its coding does, or goes on after it (a second
-  gzip member included), is malformed.
-
-Every refusal is ``httpx.DecodingError`` (``UPSTREAM_BAD_RESPONSE``). Both ways
-of reading an answer use this one decoder: ``gateway.connection`` as the body
-arrives on our own connections, ``gateway.upstream`` on the raw chunks of any
-other httpx transport.
+We never ask for an encoded answer, but HTTP lets a server send one anyway
+(RFC 9110, 12.5.3): it is decoded within the body's limit, never in one piece.
 """
 
 from __future__ import annotations
@@ -100,7 +83,10 @@ class BodyDecoder:
 def decoder_for(values: Iterable[bytes], limit: int) -> BodyDecoder | None:
     """The decoder for an answer's ``Content-Encoding`` values (raw bytes); None if no coding.
 
-    Raises ``httpx.DecodingError`` for more than one coding, or one we don't decode.
+    gzip (``x-gzip``) and deflate (zlib-wrapped or raw) are decoded, one layer
+    at most; ``identity`` is no coding. Anything else (br, zstd, compress, two
+    layers, an unknown or non-ASCII coding) is ``httpx.DecodingError``, as is
+    a body that ends before its coding does or goes on after it.
     """
     codings = [
         token

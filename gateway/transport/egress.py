@@ -1,16 +1,7 @@
-"""How upstream calls leave the process: straight to DeepCall, or through a forward proxy.
+"""How upstream calls leave the process: straight, or through a forward proxy.
 
-Straight, they go over our own pool (``gateway.transport.PooledTransport``).
-Through a proxy (``GATEWAY_UPSTREAM_PROXY``) they go over httpx's own
-transport, which speaks the proxy protocol for us: a ``CONNECT`` tunnel per
-pooled connection to an https upstream, with TLS to DeepCall inside it and the
-certificate checked against DeepCall's name, and absolute-form requests
-(``POST http://host/...``) to an http one. Either way one pool, with the same
-limits, serves every caller of the process; ``UpstreamClient`` speaks to both
-through httpx's transport interface.
-
-The proxy's credentials live only inside httpx's ``Proxy`` (sent as
-``Proxy-Authorization``): logs here name the proxy by host and port alone.
+The proxy's credentials live only inside httpx's ``Proxy``: logs name the
+proxy by host and port alone.
 """
 
 from __future__ import annotations
@@ -30,7 +21,13 @@ logger = logging.getLogger("gateway.egress")
 def transport_for(
     limits: httpx.Limits, max_body: int, *, proxy: str | None = None, ca_file: str = ""
 ) -> httpx.AsyncBaseTransport:
-    """Our pool straight to the upstream, or httpx's through the forward proxy ``proxy``."""
+    """Our pool straight to the upstream, or httpx's through the forward proxy ``proxy``.
+
+    httpx speaks the proxy protocol: a ``CONNECT`` tunnel per pooled connection
+    to an https upstream (TLS inside it, checked against the upstream's name),
+    absolute-form requests to an http one. Either way one pool serves every
+    caller of the process.
+    """
     tls = tls_context(ca_file)
     if proxy is None:
         return PooledTransport(limits, max_body=max_body, ssl_context=tls)
@@ -57,7 +54,7 @@ class ProxiedTransport(httpx.AsyncBaseTransport):
     Its pool (httpcore's) is shared by every caller of the process, first come
     first served, up to ``GATEWAY_UPSTREAM_MAX_CONNECTIONS``; fairness between
     credentials is decided before a call gets here, by the upstream slots
-    (``gateway.throttle``), as on our own pool.
+    (``gateway.limits``), as on our own pool.
     """
 
     def __init__(

@@ -1,44 +1,8 @@
 """The upstream connection pool: HTTP/1.1 keep-alive over asyncio, parsed by httptools.
 
-httpx stays the API (``UpstreamClient``, ``MockTransport`` in tests); this is
-the transport under it, over ``gateway.connection``. It does one job, a small
-request and a small answer on a pooled connection, and does it in a few
-microseconds of Python: aiohttp, the transport before it, spent a third of a
-cache miss's CPU on request and response objects, per-request timers, tracing
-hooks and stream readers that ``reportCount`` has no use for. Parsing is
-httptools' (llhttp, the parser of Node.js and of uvicorn). Failures surface as
-httpx's exceptions, so that ``gateway.upstream.translate_httpx_error`` remains
-the one place that decides what a failure means.
-
-What it does, for a demanding upstream:
-
-- keep-alive connections per origin, the most recently used first (the one
-  likeliest still open); one that sat idle longer than ``keepalive_expiry``
-  (or than the server's ``Keep-Alive: timeout=N`` less a second), or that the
-  server closed, is dropped rather than reused;
-- at most ``max_connections`` in use; a caller beyond waits for one within its
-  time limit (``httpx.PoolTimeout``);
-- one time limit for the whole call: waiting for a connection, connecting,
-  sending and reading (``PoolTimeout``, ``ConnectTimeout``, ``ReadTimeout``);
-- a request on a reused connection that the server closed before answering
-  any of it is sent once more on a new connection (the server closing an idle
-  connection as we reuse it is a race, not a failure); ``reportCount`` is a
-  read, so sending it twice is harmless;
-- answers bounded as ``gateway.connection`` says (header fields, trailers,
-  interim answers, ``max_body`` bytes raw and decoded); past a bound, or on
-  invalid HTTP, ``InvalidAnswerError`` and the connection is aborted;
-- a connection whose exchange failed, or whose caller was cancelled, goes
-  back to the pool only if its answer was whole, else it is aborted: no
-  socket outlives its exchange unowned;
-- HTTPS with certifi's roots (as httpx), ALPN ``http/1.1``, the host's one
-  IDNA (2008, httpx's) form for DNS, the TLS server name and the Host header;
-  no redirects, no proxies, no cookies, no compression asked for (an encoded
-  answer is decoded as it arrives on the fast path, by ``gateway.decoding``).
-
-The httpx interface sends what ``httpx.Request`` holds, but refuses what it
-would put on the wire wrongly: a method or header name that is not a token, a
-header value with CR, LF or NUL, and a streamed body (``Transfer-Encoding``)
-or one its ``Content-Length`` does not describe (``httpx.LocalProtocolError``).
+One job, done in a few microseconds of Python: a small request and a small,
+bounded answer on a pooled connection. Failures surface as httpx's exceptions,
+so that the upstream client alone decides what a failure means.
 """
 
 from __future__ import annotations
@@ -94,7 +58,28 @@ class Origin:
 
 
 class PooledTransport(httpx.AsyncBaseTransport):
-    """httpx's transport interface, and ``post_json``, over pooled ``Connection`` objects."""
+    """httpx's transport interface, and ``post_json``, over pooled ``Connection`` objects.
+
+    - Keep-alive connections per origin, the most recently used first; one idle
+      longer than ``keepalive_expiry`` (or than the server's ``Keep-Alive:
+      timeout=N`` less a second), or closed by the server, is dropped.
+    - At most ``max_connections`` in use; a caller beyond waits for one within
+      its time limit (``httpx.PoolTimeout``).
+    - One time limit for the whole call: waiting for a connection, connecting,
+      sending and reading (``PoolTimeout``, ``ConnectTimeout``, ``ReadTimeout``).
+    - A request on a reused connection that the server closed before answering
+      any of it is sent once more on a new one: a race, not a failure.
+    - Answers bounded as ``Connection`` says; a connection whose exchange failed
+      or was cancelled goes back to the pool only if its answer was whole, else
+      it is aborted: no socket outlives its exchange unowned.
+    - HTTPS with certifi's roots, ALPN ``http/1.1``, the host's one IDNA form
+      for DNS, TLS and the Host header; no redirects, proxies, cookies or
+      compression asked for.
+
+    The httpx interface refuses what it would put on the wire wrongly: a method
+    or header name that is not a token, a header value with CR, LF or NUL, a
+    streamed body or one its ``Content-Length`` does not describe.
+    """
 
     def __init__(
         self,

@@ -1,26 +1,7 @@
 """The circuit breaker: one circuit per caller and one for the upstream, judged on failure rates.
 
-Callers are tenants, so a circuit that all of them share must open only on
-evidence that DeepCall is failing, never on one caller's failing questions.
-``CircuitBreaker`` keeps two kinds of circuit, both judged over the last
-``window`` seconds of *logical* calls (a call and its retries are one outcome),
-as Hystrix and resilience4j judge theirs, on a failure rate with a minimum volume:
-
-- **Each caller's** (keyed by the HMAC of its credential) opens when that
-  caller made at least ``min_calls`` calls and at least ``failure_rate`` of
-  them failed. It refuses that caller's calls only (``CallerCircuitOpenError``).
-- **The upstream's** opens when the same holds for every caller's calls taken
-  together *after setting aside the caller with the most failures*. However
-  many calls one caller's questions make fail, they can never open it; DeepCall
-  failing for two callers or more, with nobody else being served, does. It
-  refuses everyone (``CircuitOpenError``).
-
-An open circuit refuses for ``cooldown`` seconds, then lets one call through as
-its probe: a success closes it (and forgets the failures counted against it),
-a failure opens it for another cooldown. Outcomes that say nothing about the
-upstream's health (cancelled, a bad response, the gateway's own refusals) are
-neutral: they count neither way but free a probe's place. What a caller's
-circuit remembers is bounded (``max_callers``, least recently used first).
+Callers are tenants, so the circuit they share opens only on evidence that
+DeepCall is failing, never on one caller's failing questions.
 """
 
 from __future__ import annotations
@@ -141,7 +122,25 @@ class _Circuit:
 
 
 class CircuitBreaker:
-    """The upstream's circuit and one per caller; see the module docstring for the rules."""
+    """The upstream's circuit and one per caller, judged on logical calls over ``window`` s.
+
+    A call and its retries are one outcome; circuits open on a failure rate
+    with a minimum volume, as Hystrix and resilience4j judge theirs.
+
+    - **Each caller's** (keyed by its credential's HMAC) opens when that caller
+      made at least ``min_calls`` calls and at least ``failure_rate`` of them
+      failed. It refuses that caller only (``CallerCircuitOpenError``).
+    - **The upstream's** opens when the same holds for every caller's calls
+      together *after setting aside the caller with the most failures*: one
+      caller's failing questions can never open it; DeepCall failing for two
+      callers or more can. It refuses everyone (``CircuitOpenError``).
+
+    An open circuit refuses for ``cooldown`` seconds, then lets one probe
+    through: a success closes it (and forgets its failures), a failure opens it
+    again. Outcomes that say nothing of the upstream's health (cancelled, a bad
+    response, our own refusals) are neutral but free a probe's place. Callers
+    remembered are bounded (``max_callers``, least recently used first).
+    """
 
     def __init__(
         self,

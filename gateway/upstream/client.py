@@ -1,8 +1,7 @@
-"""The client for DeepCall's ``reportCount``: the only code that talks httpx.
+"""The client for DeepCall's ``reportCount``: one POST, its answer checked against the contract.
 
-Every ``httpx`` exception is translated in one place, ``translate_httpx_error``,
-after the model of httpx's own ``map_httpcore_exceptions``; every upstream
-answer is checked against the documented contract before it is believed.
+Every ``httpx`` exception becomes a gateway error in one place,
+``translate_httpx_error``, after the model of httpx's ``map_httpcore_exceptions``.
 """
 
 from __future__ import annotations
@@ -198,7 +197,7 @@ def parse_report_count(status_code: int, content: bytes) -> int:
 def translate_httpx_error(exc: httpx.HTTPError) -> GatewayError:
     """The gateway error for any httpx failure: the one place httpx exceptions are mapped.
 
-    That includes the failures our own transport adds (``gateway.connection``):
+    That includes the failures our own transport adds (``gateway.transport``):
     an answer it refuses (``InvalidAnswerError``: invalid HTTP, over a limit, an
     upgrade) and a body it cannot decode are bad responses, not retried and not
     held against DeepCall's health by the breaker. A plain ``RemoteProtocolError``

@@ -59,7 +59,7 @@ class GuardedClient:
         """Like ``UpstreamClient.report_count``, within the deadline and the guards.
 
         ``principal`` is the HMAC of ``credential`` (the key every guard divides
-        by) and ``address`` the client's (``gateway.callers``).
+        by) and ``address`` the client's (``gateway.http.callers``).
         """
         guards = self.guards
         attempt = functools.partial(self._client.report_count, credential, query)

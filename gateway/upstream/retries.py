@@ -1,18 +1,7 @@
-"""Asyncio primitives that keep the upstream call path from making a bad day worse.
+"""Retries that cannot make a bad day worse: a budget shared fairly, full-jitter backoff.
 
-Each is small and pure: time, jitter and sleeping are injected (``clock``,
-``random``, ``sleep``), so tests are deterministic and never wait for real.
-
-- ``RetryBudget``: retries may add at most ``ratio`` of the first tries (Finagle's budget).
-- ``RetryBudgets``: that budget for the whole gateway, shared fairly between callers.
-- ``RetryPolicy``: how many retries, and full-jitter exponential backoff between them.
-- ``call_with_retries``: the one place that composes the budget, the policy and the
-  breaker (``gateway.breaker``).
-
-Refusals of our own are distinguishable subclasses of ``UpstreamUnavailableError``
-(``CircuitOpenError``, ``OverloadedError`` from ``gateway.throttle``): clients see
-``UPSTREAM_UNAVAILABLE``, but ``is_transient`` says no, so the gateway never
-retries its own refusal.
+Time, jitter and sleeping are injected, so tests never wait for real. The
+gateway's own refusals are never retried (``is_transient``).
 """
 
 from __future__ import annotations
