@@ -271,7 +271,7 @@ class CircuitBreaker:
         return window.calls >= self._min_calls and window.failures >= self._rate * window.calls
 
     def _upstream_failing(self, second: int) -> bool:
-        """The failure rate over every caller's calls but the worst caller's (see the module)."""
+        """The failure rate over every caller's calls but the worst caller's (see the class)."""
         every = self._upstream.window
         if not self._failing(every):  # the cheap test first: usually it ends here
             return False
