@@ -284,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         with Services(log_dir) as services:
-            stub, started = start_all(
+            stub, running = start_all(
                 services, node, python, peers=args.peers, baseline=args.baseline
             )
-            gateways = tuple(started)
+            gateways = tuple(running)
             shown = ", ".join(f"{gateway.name} {gateway.url}" for gateway in gateways)
             print(f"stub {stub.url}, {shown}; logs in {log_dir}")
             measurements = benchmark(args, wrk, stub, gateways)
