@@ -45,6 +45,19 @@ class TokenBuckets(Generic[K]):
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def available(self, key: K) -> float:
+        """The tokens ``key`` has now (refilled), spending none."""
+        now = self._clock()
+        tokens, counted = self._buckets.get(key, (self._capacity, now))
+        return min(self._capacity, tokens + max(0.0, now - counted) * self._rate)
+
+    def wait_for(self, key: K, tokens: float) -> float:
+        """Seconds until ``key`` has ``tokens`` (0.0 if it has them now)."""
+        missing = tokens - self.available(key)
+        if missing <= _EPSILON:
+            return 0.0
+        return missing / self._rate if self._rate > 0 else float("inf")
+
     def take(self, key: K, cost: float = 1.0) -> float:
         """Spend ``cost`` of ``key``'s tokens: 0.0 when taken, else the seconds to wait for them."""
         now = self._clock()

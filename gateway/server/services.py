@@ -93,7 +93,11 @@ def _guards(settings: Settings, clock: Callable[[], float]) -> Guards:
     """One of each guard towards the upstream, as ``settings`` size them."""
     return Guards(
         ledger=CredentialLedger(
-            settings.new_credentials_per_minute, settings.invalid_credential_ttl, clock=clock
+            settings.new_credentials_per_minute,
+            settings.invalid_credential_ttl,
+            # A trial waits for a neighbour's held token no longer than its own call could take.
+            reserve_wait=settings.upstream_deadline,
+            clock=clock,
         ),
         rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
         limiter=ConcurrencyLimiter(

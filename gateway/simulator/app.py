@@ -111,6 +111,9 @@ async def report_count(request: Request) -> Response:
     auth = params.auth
     if isinstance(auth, SessionAuth):
         user = credentials.by_ssid(auth.ssid)
+        account = simulator.sessions.get(auth.ssid)
+        if user is None and account is not None:
+            user = credentials.session_user(auth.ssid, account)
     else:
         user = credentials.by_user_token(auth.user_id, auth.token)
     if user is None or user.expired:

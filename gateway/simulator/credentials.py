@@ -93,6 +93,20 @@ _BY_SSID = {c.ssid: c for c in DEMO_CREDENTIALS if c.ssid is not None}
 _BY_USER_ID = {c.user_id: c for c in DEMO_CREDENTIALS if c.user_id is not None}
 
 
+def session_user(ssid: str, account: str) -> DemoCredential:
+    """A full-access session of ``account`` that a test added (``Simulator.sessions``)."""
+    return DemoCredential(
+        name=f"{account}-session",
+        account=account,
+        ssid=ssid,
+        user_id=None,
+        token=None,
+        can_list=True,
+        expired=False,
+        note="added by a test",
+    )
+
+
 def by_ssid(ssid: str) -> DemoCredential | None:
     """The demo user with this session id, or ``None``."""
     return _BY_SSID.get(ssid)

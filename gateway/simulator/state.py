@@ -28,8 +28,10 @@ class Simulator:
 
     ``now`` (default: the current time) is read in the zone ``tz``, or taken as
     already in it when naive, and truncated to the minute; calls fill the 90 days
-    before it. ``path`` is ``":memory:"`` or an SQLite file to (re)write. Close
-    the simulator, or use it as a context manager, to release the database.
+    before it. ``path`` is ``":memory:"`` or an SQLite file to (re)write. The
+    last ``max_recorded`` request bodies are kept (``requests``), however long
+    it serves. Close the simulator, or use it as a context manager, to release
+    the database.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class Simulator:
         path: str = ":memory:",
         now: datetime | None = None,
         tz: str = "Asia/Kolkata",
+        max_recorded: int = 10_000,
     ) -> None:
         zone = ZoneInfo(tz)
         if now is None:
@@ -51,6 +54,9 @@ class Simulator:
         self.faults = Faults()
         self._scoped_faults: dict[str, Faults] = {}
         self.requests: list[dict[str, Any]] = []
+        self._max_recorded = max_recorded
+        #: Test-only sessions beyond the demo ones: ssid -> account, full access.
+        self.sessions: dict[str, str] = {}
         self._request_count = 0
         self._recorded = threading.Condition()
         self._store = CallStore(seed, calls, self.now, path)
@@ -90,11 +96,13 @@ class Simulator:
         return self.faults
 
     def reset_faults(self) -> None:
-        """Every switch off, everyone's and each credential's, and held requests released."""
+        """Every switch off, everyone's and each credential's, held requests released, and
+        the sessions tests added forgotten."""
         self.faults.reset()
         for scoped in self._scoped_faults.values():
             scoped.reset()
         self._scoped_faults.clear()
+        self.sessions.clear()
 
     def release_held(self) -> None:
         """Let every request held by a ``hang`` go on (the switches stay as they are)."""
@@ -145,6 +153,8 @@ class Simulator:
             self._request_count += 1
             if isinstance(payload, dict):
                 self.requests.append(payload)
+                if len(self.requests) > self._max_recorded:
+                    del self.requests[0]
             self._recorded.notify_all()
         return payload
 

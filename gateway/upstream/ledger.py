@@ -8,7 +8,6 @@ Addresses are kept in memory only, never logged nor used as metric labels.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,12 +15,8 @@ from typing import Final, NamedTuple
 
 from cachetools import LRUCache
 
-from gateway.errors import (
-    GatewayError,
-    KnownInvalidCredentialError,
-    NewCredentialsLimitedError,
-)
-from gateway.limits import TokenBuckets
+from gateway.errors import GatewayError, KnownInvalidCredentialError, RateLimitedError
+from gateway.upstream.addresses import AddressBudget
 
 INVALID_TOKEN: Final = 1014
 INVALID_PARAMETERS: Final = 1000
@@ -31,11 +26,11 @@ TRIAL_WAIT: Final = 1.0
 
 
 class Ticket(NamedTuple):
-    """What ``CredentialLedger.admit`` gave a new credential's call: a token, maybe the trial."""
+    """What a new credential's trial call holds: its address's token, and the verdict's future."""
 
     address: str
-    #: Set for the credential's trial call: done when its verdict is recorded.
-    verdict: asyncio.Future[None] | None = None
+    #: Done when the trial's verdict is recorded; its result is what the waiting calls raise.
+    verdict: asyncio.Future[RateLimitedError | None]
 
 
 class CredentialLedger:
@@ -48,20 +43,16 @@ class CredentialLedger:
       such are remembered.
     - A credential DeepCall answered with 1014 is refused here, without a call,
       for ``invalid_ttl`` seconds (``KnownInvalidCredentialError``).
-    - Any other credential is *new*. Its first call is its trial; its other
-      calls wait for the trial's verdict (``trial_wait`` seconds at most), then
-      go on free if DeepCall accepted it, are refused if it answered 1014, and
-      otherwise go on as new calls. DeepCall answers a made-up credential at
-      once, so however many aliases one asks for, DeepCall hears it once; a
-      slow or silent DeepCall delays a real new caller's other calls by
-      ``trial_wait`` at most. Each call of a new credential takes one of its
-      address's ``new_per_minute`` tokens (a bucket that refills at that many
-      a minute) and gives it back unless DeepCall rejects the credential
-      (1014, 1000): only rejected credentials spend an address's budget, and a
-      backend serving many real users from one address keeps working. Past the
-      budget, new credentials from that address are refused with
-      ``NewCredentialsLimitedError`` (``RATE_LIMITED`` with the wait), and no
-      call is made.
+    - Any other credential is *new*. Its first call is its trial, which holds
+      one of its address's tokens (``AddressBudget``) until DeepCall's verdict;
+      only a rejection (1014, 1000) spends it. The credential's other calls
+      hold none: they wait for the trial's verdict (``trial_wait`` seconds at
+      most), then go on free if DeepCall accepted it or said nothing yet, and
+      are refused if it rejected the credential or the trial was refused.
+      DeepCall answers a made-up credential at once, so however many aliases
+      one asks for, DeepCall hears it once; a slow DeepCall delays a real new
+      caller's other calls by ``trial_wait`` at most, and never spends a
+      neighbour's budget.
 
     ``new_per_minute`` 0 turns the address limit off. Credentials are their HMAC digests.
     """
@@ -74,9 +65,10 @@ class CredentialLedger:
         max_known: int = 100_000,
         max_addresses: int = 100_000,
         trial_wait: float = TRIAL_WAIT,
+        reserve_wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._capacity = new_per_minute
+        self._limited = new_per_minute > 0
         self._invalid_ttl = invalid_ttl
         self._trial_wait = trial_wait
         self._max_known = max_known
@@ -84,9 +76,9 @@ class CredentialLedger:
         self._known: OrderedDict[bytes, None] = OrderedDict()
         self._invalid: LRUCache[bytes, float] = LRUCache(maxsize=max_known)
         # credential -> its trial's verdict, done when recorded (one trial per credential)
-        self._trials: dict[bytes, asyncio.Future[None]] = {}
-        self._addresses: TokenBuckets[str] = TokenBuckets(
-            new_per_minute, new_per_minute / 60.0, max_addresses, clock
+        self._trials: dict[bytes, asyncio.Future[RateLimitedError | None]] = {}
+        self.addresses = AddressBudget(
+            new_per_minute, wait=reserve_wait, max_addresses=max_addresses, clock=clock
         )
 
     def knows(self, principal: bytes) -> bool:
@@ -96,25 +88,30 @@ class CredentialLedger:
     async def admit(self, principal: bytes, address: str) -> Ticket | None:
         """Let a call by ``principal`` from ``address`` go on, or raise a refusal (no call).
 
-        Returns what the call took (None: nothing, a known credential), for ``settle``.
+        Returns the trial's ticket, for ``settle``; None for a call that holds nothing.
         """
         if principal in self._known:
             return None
         self._refuse_if_invalid(principal)
-        if self._capacity <= 0:
+        if not self._limited:
             return None
         trial = self._trials.get(principal)
-        if trial is None:
-            self._take(address)
-            trial = self._trials[principal] = asyncio.get_running_loop().create_future()
-            return Ticket(address, trial)
-        # asyncio.wait, not wait_for: a waiter that gives up or goes away leaves the verdict be.
-        await asyncio.wait((trial,), timeout=self._trial_wait)
-        if principal in self._known:
+        if trial is not None:
+            # asyncio.wait, not wait_for: a waiter that gives up or goes away leaves it be.
+            await asyncio.wait((trial,), timeout=self._trial_wait)
+            self._refuse_if_invalid(principal)
+            refused = trial.result() if trial.done() else None
+            if refused is not None:
+                raise type(refused)(refused.message, retry_after=refused.retry_after)
             return None
-        self._refuse_if_invalid(principal)
-        self._take(address)
-        return Ticket(address)
+        verdict = self._trials[principal] = asyncio.get_running_loop().create_future()
+        try:
+            await self.addresses.reserve(address)
+        except BaseException as exc:
+            del self._trials[principal]
+            verdict.set_result(exc if isinstance(exc, RateLimitedError) else None)
+            raise
+        return Ticket(address, verdict)
 
     def _refuse_if_invalid(self, principal: bytes) -> None:
         invalid_until = self._invalid.get(principal)
@@ -135,7 +132,7 @@ class CredentialLedger:
         if error is None and taken is None and principal in self._known:
             return  # the usual case: a known credential, known still
         code = error.upstream_code if isinstance(error, GatewayError) else None
-        spent = False
+        rejected = code in (INVALID_TOKEN, INVALID_PARAMETERS)
         if error is None or code == PERMISSION_DENIED:
             self._known[principal] = None
             self._known.move_to_end(principal)
@@ -144,22 +141,11 @@ class CredentialLedger:
         elif code == INVALID_TOKEN:
             self._known.pop(principal, None)  # revoked or expired since
             self._invalid[principal] = self._clock() + self._invalid_ttl
-            spent = True
-        elif code == INVALID_PARAMETERS:
-            spent = True
         if taken is None:
             return
-        if not spent:
-            self._addresses.give_back(taken.address)
-        if taken.verdict is not None:
-            del self._trials[principal]
-            taken.verdict.set_result(None)  # the waiting calls read the verdict recorded above
-
-    def _take(self, address: str) -> None:
-        wait = self._addresses.take(address)
-        if wait:
-            raise NewCredentialsLimitedError(
-                "Too many new credentials from this address that DeepCall did not accept; "
-                "retry after the hinted delay",
-                retry_after=math.ceil(wait),
-            )
+        if rejected:
+            self.addresses.spend(taken.address)
+        else:
+            self.addresses.release(taken.address)
+        del self._trials[principal]
+        taken.verdict.set_result(None)  # the waiting calls read the verdict recorded above

@@ -256,6 +256,65 @@ async def test_made_up_credentials_from_one_address_are_limited_without_calls(
     assert metric(gateway, refused) == codes.count("RATE_LIMITED")
 
 
+async def test_a_new_credentials_200_hanging_questions_leave_its_neighbour_served(
+    start_gateway: Callable[..., Gateway], sim: Simulator
+) -> None:
+    """One new credential's 200 questions hang: another new one at its address is served."""
+    gateway = start_gateway(new_credentials_per_minute=2, rate_limit=0)
+    sim.sessions.update({"new-hanging": "acme", "new-neighbour": "globex"})
+    sim.faults_for("new-hanging").hang = True
+    async with client_for(gateway) as client:
+
+        async def hanging(batch: int) -> httpx.Response:
+            fields = " ".join(
+                f"a{i}: callCount(filter: {{campaignId: {batch * 10 + i}}})" for i in range(10)
+            )
+            return await client.post(
+                "/graphql",
+                json={"query": f"{{ {fields} }}"},
+                headers={"X-DeepCall-SSID": "new-hanging"},
+            )
+
+        held = [asyncio.create_task(hanging(batch)) for batch in range(20)]
+        await asyncio.to_thread(sim.wait_requests, 1)  # its trial is at DeepCall, hanging
+        neighbour = [
+            (
+                await client.post(
+                    "/graphql",
+                    json=campaign(5000 + n),
+                    headers={"X-DeepCall-SSID": "new-neighbour"},
+                )
+            ).json()
+            for n in range(20)
+        ]
+        sim.release_held()
+        sim.faults_for("new-hanging").hang = False
+        await asyncio.gather(*held)
+
+    assert neighbour == [
+        {"data": {"callCount": sim.count("globex", {"campId": 5000 + n})}} for n in range(20)
+    ]
+
+
+async def test_sixty_valid_new_users_at_one_address_are_all_served_while_deepcall_is_slow(
+    gateway: Gateway, sim: Simulator
+) -> None:
+    """60 real users new to the gateway, one address, DeepCall slow: none is RATE_LIMITED."""
+    users = [f"new-user-{n}" for n in range(60)]
+    sim.sessions.update(dict.fromkeys(users, "initech"))
+    sim.faults.latency = 0.5
+    async with client_for(gateway) as client:
+        bodies = await asyncio.gather(
+            *(
+                client.post("/graphql", json=campaign(n), headers={"X-DeepCall-SSID": user})
+                for n, user in enumerate(users)
+            )
+        )
+
+    assert [body.json() for body in bodies] == [counted(sim, INITECH, n) for n in range(60)]
+    assert sim.request_count == 60
+
+
 async def test_forwarded_addresses_are_ignored_unless_the_peer_is_a_trusted_proxy(
     gateway: Gateway, sim: Simulator
 ) -> None:

@@ -13,7 +13,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
     from_upstream_code,
 )
-from gateway.upstream.ledger import CredentialLedger, Ticket
+from gateway.upstream.ledger import CredentialLedger
 
 # CredentialLedger
 
@@ -83,8 +83,8 @@ async def test_once_the_trial_succeeds_the_waiting_calls_go_on_free() -> None:
     assert await ledger.admit(b"someone-new", HOME) is not None  # the token came back
 
 
-async def test_after_an_inconclusive_trial_the_waiting_calls_go_on_each_with_a_token() -> None:
-    """A timeout says nothing of the credential: its waiting calls go, each taking a token."""
+async def test_after_an_inconclusive_trial_the_waiting_calls_go_on_holding_nothing() -> None:
+    """A timeout says nothing of the credential: its waiting calls go on free, no token taken."""
     ledger = CredentialLedger(new_per_minute=3, clock=FakeClock())
     trial = await ledger.admit(MALLORY, HOME)
     waiting = [asyncio.create_task(ledger.admit(MALLORY, HOME)) for _ in range(2)]
@@ -92,21 +92,21 @@ async def test_after_an_inconclusive_trial_the_waiting_calls_go_on_each_with_a_t
 
     ledger.settle(MALLORY, trial, UpstreamTimeoutError("late"))  # its token comes back
 
-    assert await asyncio.gather(*waiting) == [Ticket(HOME), Ticket(HOME)]
-    ticket = await ledger.admit(b"someone-new", HOME)
-    assert ticket is not None  # the third token
-    with pytest.raises(NewCredentialsLimitedError):
-        await ledger.admit(b"another", HOME)
+    assert await asyncio.gather(*waiting) == [None, None]
+    assert ledger.addresses.held(HOME) == 0
+    for n in range(3):  # all three tokens are there for others
+        assert await ledger.admit(f"someone-{n}".encode(), HOME) is not None
 
 
 async def test_a_waiting_call_goes_on_after_trial_wait_without_a_verdict() -> None:
-    """The trial hangs: the other calls wait trial_wait, then go on as new calls."""
+    """The trial hangs: the other calls wait trial_wait, then go on holding no token."""
     ledger = CredentialLedger(new_per_minute=30, trial_wait=0.01, clock=FakeClock())
     trial = await ledger.admit(ALICE, HOME)
 
     ticket = await asyncio.wait_for(ledger.admit(ALICE, HOME), timeout=5.0)
 
-    assert ticket == Ticket(HOME)
+    assert ticket is None
+    assert ledger.addresses.held(HOME) == 1  # the trial's, and only it
     assert trial is not None
     assert not trial.verdict.done()  # type: ignore[union-attr]
 
@@ -148,7 +148,9 @@ async def test_the_budget_refills_at_its_rate_per_minute() -> None:
 
     clock.advance(10.0)
 
-    assert await ledger.admit(b"next", HOME) is not None
+    ticket = await ledger.admit(b"next", HOME)
+    assert ticket is not None
+    ledger.settle(b"next", ticket, from_upstream_code(1014))
     with pytest.raises(NewCredentialsLimitedError):
         await ledger.admit(b"after", HOME)
 
@@ -206,3 +208,75 @@ async def test_known_credentials_remembered_are_bounded() -> None:
 
     assert await ledger.admit(b"three", HOME) is None
     assert await ledger.admit(b"one", HOME) is not None  # forgotten: new again
+
+
+# CredentialLedger: trials in flight hold tokens, only rejections spend them
+
+
+async def test_one_credentials_many_calls_hold_one_token() -> None:
+    """Two hundred calls of one new credential, DeepCall silent: one token held, one left."""
+    ledger = CredentialLedger(new_per_minute=2, trial_wait=0.01, clock=FakeClock())
+    trial = await ledger.admit(MALLORY, HOME)
+    others = await asyncio.gather(*(ledger.admit(MALLORY, HOME) for _ in range(199)))
+
+    assert trial is not None
+    assert others == [None] * 199
+    assert ledger.addresses.held(HOME) == 1
+    assert await ledger.admit(ALICE, HOME) is not None  # a neighbour's new credential is served
+
+
+async def test_a_trial_waits_for_a_held_token_and_gets_it_when_deepcall_accepts() -> None:
+    """Every token held by trials in flight: the next trial waits, then takes the one let go."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+    first = await ledger.admit(ALICE, HOME)
+    second = asyncio.create_task(ledger.admit(b"bob", HOME))
+    await asyncio.sleep(0)
+    assert not second.done()
+
+    ledger.settle(ALICE, first, None)  # accepted: the token comes back, unspent
+
+    ticket = await asyncio.wait_for(second, timeout=5.0)
+    assert ticket is not None
+    assert ticket.address == HOME
+    assert ledger.addresses.held(HOME) == 1
+
+
+async def test_a_trial_waiting_for_a_token_is_refused_when_a_rejection_spends_it() -> None:
+    """The held token is spent by a 1014: the waiting trial is refused, with the refill's wait."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+    first = await ledger.admit(MALLORY, HOME)
+    second = asyncio.create_task(ledger.admit(b"made-up", HOME))
+    await asyncio.sleep(0)
+
+    ledger.settle(MALLORY, first, from_upstream_code(1014))
+
+    with pytest.raises(NewCredentialsLimitedError) as raised:
+        await asyncio.wait_for(second, timeout=5.0)
+    assert raised.value.extensions()["retryAfter"] == 60
+    assert ledger.addresses.held(HOME) == 0
+
+
+async def test_a_trial_waits_no_longer_than_reserve_wait() -> None:
+    """A token held past reserve_wait: the waiting trial is refused, and waits no more."""
+    ledger = CredentialLedger(new_per_minute=1, reserve_wait=0.01, clock=FakeClock())
+    await ledger.admit(ALICE, HOME)
+
+    with pytest.raises(NewCredentialsLimitedError):
+        await asyncio.wait_for(ledger.admit(b"bob", HOME), timeout=5.0)
+    assert ledger.addresses.held(HOME) == 1
+
+
+async def test_a_refused_trial_refuses_its_credentials_waiting_calls() -> None:
+    """When a credential's trial is refused, its calls that waited on it are refused too."""
+    ledger = CredentialLedger(new_per_minute=1, clock=FakeClock())
+    holder = await ledger.admit(MALLORY, HOME)
+    trial = asyncio.create_task(ledger.admit(b"made-up", HOME))
+    await asyncio.sleep(0)  # the trial waits for the held token
+    others = [asyncio.create_task(ledger.admit(b"made-up", HOME)) for _ in range(3)]
+    await asyncio.sleep(0)  # the others wait for the trial's verdict
+    assert not any(task.done() for task in (trial, *others))
+
+    ledger.settle(MALLORY, holder, from_upstream_code(1014))  # spent: none left
+    outcomes = await asyncio.gather(trial, *others, return_exceptions=True)
+
+    assert [type(outcome) for outcome in outcomes] == [NewCredentialsLimitedError] * 4
