@@ -38,28 +38,34 @@ class Settings:
     """The upstream's time zone (IANA name)."""
     upstream_timeout: float = 5.0
     """Seconds for one try, as a whole (waiting for a pooled connection, connecting, sending,
-    reading).
+    reading); by default at most `GATEWAY_UPSTREAM_DEADLINE`.
     """
     upstream_deadline: float = 12.0
-    """Seconds for one field's upstream call, retries included."""
+    """Seconds for one field's upstream call, retries included; by default at least
+    `GATEWAY_UPSTREAM_TIMEOUT`.
+    """
     upstream_retries: int = 2
     """Extra tries for transient failures (1009, 1010, connection errors, timeouts), full-jitter
     backoff, within a retry budget of 20% of first tries (one caller may spend at most half of
     its reserve).
     """
     upstream_max_connections: int = 100
-    """Connection pool size towards the upstream."""
+    """Connection pool size towards the upstream; by default at least
+    `GATEWAY_UPSTREAM_CONCURRENCY`.
+    """
     upstream_keepalive: float = 60.0
     """Seconds an idle upstream connection is kept for reuse (less when the upstream's
     `Keep-Alive: timeout=N` says so: N - 1); `0` opens one per call.
     """
     upstream_concurrency: int = 100
-    """Upstream calls in flight at once, whole process (at most
-    `GATEWAY_UPSTREAM_MAX_CONNECTIONS`, so that no call queues for a connection).
+    """Upstream calls in flight at once, whole process: at most
+    `GATEWAY_UPSTREAM_MAX_CONNECTIONS`, so that no call queues for a connection (by default
+    100 within that, raised to `GATEWAY_UPSTREAM_CALLER_CONCURRENCY` when that is set higher).
     """
     upstream_caller_concurrency: int = 64
     """Upstream calls one credential may have in flight at once; below the whole process's, so
-    that one caller's calls that hang cannot hold every slot.
+    that one caller's calls that hang cannot hold every slot (by default 64, and at most two
+    thirds of `GATEWAY_UPSTREAM_CONCURRENCY`).
     """
     upstream_queue: int = 256
     """Calls that may wait for a slot, all callers together; each caller waits in its own queue
@@ -212,8 +218,8 @@ class Settings:
         for field in dataclasses.fields(cls):
             key = f"GATEWAY_{field.name.upper()}"
             fallback = getattr(default, field.name)
-            if field.name in _RANGES:
-                low, high = _RANGES[field.name]
+            if field.name in RANGES:
+                low, high = RANGES[field.name]
                 values[field.name] = reader.number(key, type(fallback), fallback, low, high)
             else:
                 cast = _CASTS.get(field.name, type(fallback))
@@ -228,7 +234,10 @@ class Settings:
                 "documents that may run"
             )
         if not reader.problems:
-            _check_together(reader, values)
+            given = {
+                f.name for f in dataclasses.fields(cls) if f"GATEWAY_{f.name.upper()}" in environ
+            }
+            _check_together(reader, values, _follow(values, given))
         for old, new in _REPLACED.items():
             if old in environ:
                 reader.fail(f"{old} is no longer read: {new}")
@@ -254,7 +263,7 @@ class Settings:
 
 
 # Numeric settings and their allowed ranges (inclusive).
-_RANGES: dict[str, tuple[float, float]] = {
+RANGES: dict[str, tuple[float, float]] = {
     "upstream_timeout": (0.01, 300),
     "upstream_deadline": (0.01, 900),
     "upstream_retries": (0, 5),
@@ -308,18 +317,75 @@ _REPLACED: dict[str, str] = {
 }
 
 
-def _check_together(reader: reading.Reader, values: Mapping[str, Any]) -> None:
-    """Settings that are valid alone but not beside each other."""
+def _follow(values: dict[str, Any], given: set[str]) -> dict[str, str]:
+    """Make the defaults that depend on other settings follow the values set explicitly.
+
+    Returns, for each value changed, the field of the setting it follows, so that a
+    conflict can name the settings the user set.
+    """
+    follows: dict[str, str] = {}
+
+    def follow(name: str, value: Any, source: str) -> None:
+        if name not in given and value != values[name]:
+            values[name] = value
+            follows[name] = follows.get(source, source)
+
+    if "upstream_deadline" in given:
+        follow(
+            "upstream_timeout",
+            min(values["upstream_timeout"], values["upstream_deadline"]),
+            "upstream_deadline",
+        )
+    follow(
+        "upstream_deadline",
+        max(values["upstream_deadline"], values["upstream_timeout"]),
+        "upstream_timeout",
+    )
+    if "upstream_max_connections" in given:
+        follow(
+            "upstream_concurrency",
+            min(values["upstream_concurrency"], values["upstream_max_connections"]),
+            "upstream_max_connections",
+        )
+    if "upstream_caller_concurrency" in given:
+        follow(
+            "upstream_concurrency",
+            max(values["upstream_concurrency"], values["upstream_caller_concurrency"]),
+            "upstream_caller_concurrency",
+        )
+    follow(
+        "upstream_max_connections",
+        max(values["upstream_max_connections"], values["upstream_concurrency"]),
+        "upstream_concurrency",
+    )
+    # A caller's share: 64, but never more than two thirds of the process's slots.
+    follow(
+        "upstream_caller_concurrency",
+        min(values["upstream_caller_concurrency"], max(1, values["upstream_concurrency"] * 2 // 3)),
+        "upstream_concurrency",
+    )
+    return follows
+
+
+def _check_together(
+    reader: reading.Reader, values: Mapping[str, Any], follows: Mapping[str, str]
+) -> None:
+    """Settings that are valid alone but not beside each other: only values set can conflict."""
+
+    def named(field: str) -> str:
+        return f"GATEWAY_{follows.get(field, field).upper()}"
+
     if values["upstream_deadline"] < values["upstream_timeout"]:
-        reader.fail("GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT")
+        reader.fail(f"{named('upstream_deadline')} must be at least {named('upstream_timeout')}")
     if values["upstream_caller_concurrency"] > values["upstream_concurrency"]:
         reader.fail(
-            "GATEWAY_UPSTREAM_CALLER_CONCURRENCY must not exceed GATEWAY_UPSTREAM_CONCURRENCY "
-            "(keep it below, so that one caller cannot hold every upstream slot)"
+            f"{named('upstream_caller_concurrency')} must not exceed "
+            f"{named('upstream_concurrency')} (keep it below, so that one caller cannot hold "
+            "every upstream slot)"
         )
     if values["upstream_concurrency"] > values["upstream_max_connections"]:
         reader.fail(
-            "GATEWAY_UPSTREAM_CONCURRENCY must not exceed GATEWAY_UPSTREAM_MAX_CONNECTIONS "
+            f"{named('upstream_concurrency')} must not exceed {named('upstream_max_connections')} "
             "(calls beyond would wait for a connection, unfairly, within their try's time)"
         )
 

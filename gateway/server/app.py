@@ -143,7 +143,10 @@ def _embedded_simulator(
     from gateway.simulator import DEMO_CREDENTIALS, Simulator, create_simulator_app
 
     simulator = owned.enter_context(Simulator())
-    logger.warning("GATEWAY_UPSTREAM_URL is not set: serving DEMO DATA from the embedded simulator")
+    logger.warning(
+        "Serving DEMO DATA from the embedded simulator (GATEWAY_UPSTREAM_URL=embedded, "
+        "the default): set it to DeepCall's base URL to serve real counts"
+    )
     print(simulator.describe_credentials(), flush=True)
     ssid = next(c.ssid for c in DEMO_CREDENTIALS if c.ssid and c.can_list and not c.expired)
     transport = httpx.ASGITransport(app=create_simulator_app(simulator))

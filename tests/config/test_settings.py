@@ -182,27 +182,78 @@ def test_a_bad_value_is_one_line_naming_its_key(key: str, value: str) -> None:
     ("settings", "named"),
     [
         (
-            {"GATEWAY_UPSTREAM_CONCURRENCY": "16"},
+            {"GATEWAY_UPSTREAM_CONCURRENCY": "16", "GATEWAY_UPSTREAM_CALLER_CONCURRENCY": "20"},
             "GATEWAY_UPSTREAM_CALLER_CONCURRENCY must not exceed GATEWAY_UPSTREAM_CONCURRENCY",
         ),
         (
-            {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "50"},
+            {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "50", "GATEWAY_UPSTREAM_CONCURRENCY": "60"},
             "GATEWAY_UPSTREAM_CONCURRENCY must not exceed GATEWAY_UPSTREAM_MAX_CONNECTIONS",
         ),
         (
-            {"GATEWAY_UPSTREAM_TIMEOUT": "20"},
+            {"GATEWAY_UPSTREAM_TIMEOUT": "20", "GATEWAY_UPSTREAM_DEADLINE": "15"},
             "GATEWAY_UPSTREAM_DEADLINE must be at least GATEWAY_UPSTREAM_TIMEOUT",
+        ),
+        (
+            # The process's slots follow the caller's share up, but not past the pool.
+            {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "10", "GATEWAY_UPSTREAM_CALLER_CONCURRENCY": "50"},
+            "GATEWAY_UPSTREAM_CALLER_CONCURRENCY must not exceed GATEWAY_UPSTREAM_MAX_CONNECTIONS",
         ),
     ],
 )
-def test_settings_that_contradict_each_other_are_one_line(
-    settings: dict[str, str], named: str
-) -> None:
-    """A value valid alone but not beside the defaults of another is refused, saying which."""
+def test_settings_set_against_each_other_are_one_line(settings: dict[str, str], named: str) -> None:
+    """Two values set that cannot hold together are refused, the line naming both."""
     lines = problems(settings)
 
     assert len(lines) == 1, lines
     assert lines[0].startswith(named)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"GATEWAY_UPSTREAM_CONCURRENCY": "16"},
+            {
+                "upstream_concurrency": 16,
+                "upstream_caller_concurrency": 10,
+                "upstream_max_connections": 100,
+            },
+        ),
+        (
+            {"GATEWAY_UPSTREAM_CONCURRENCY": "500"},
+            {
+                "upstream_concurrency": 500,
+                "upstream_caller_concurrency": 64,
+                "upstream_max_connections": 500,
+            },
+        ),
+        (
+            {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "50"},
+            {
+                "upstream_concurrency": 50,
+                "upstream_caller_concurrency": 33,
+                "upstream_max_connections": 50,
+            },
+        ),
+        (
+            {"GATEWAY_UPSTREAM_CALLER_CONCURRENCY": "300"},
+            {
+                "upstream_concurrency": 300,
+                "upstream_caller_concurrency": 300,
+                "upstream_max_connections": 300,
+            },
+        ),
+        ({"GATEWAY_UPSTREAM_TIMEOUT": "20"}, {"upstream_timeout": 20, "upstream_deadline": 20}),
+        ({"GATEWAY_UPSTREAM_DEADLINE": "2"}, {"upstream_timeout": 2, "upstream_deadline": 2}),
+    ],
+)
+def test_defaults_follow_the_settings_they_depend_on(
+    settings: dict[str, str], expected: dict[str, float]
+) -> None:
+    """A setting changed alone moves the defaults tied to it, and start-up goes on."""
+    read = Settings.from_environ(settings)
+
+    assert {name: getattr(read, name) for name in expected} == expected
 
 
 def test_the_defaults_leave_one_caller_short_of_every_upstream_slot() -> None:
