@@ -7,6 +7,8 @@ without importing one another.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,6 +75,12 @@ class CountQuery:
             )
         until = filter.get("dtLte")
         return cls(canonical, priority_filter, until if isinstance(until, str) else None)
+
+    @functools.cached_property
+    def digest(self) -> bytes:
+        """16 bytes that tell this question from any other: what caches key it by."""
+        text = f"{self.filter_json}\0{self.priority_filter or ''}".encode()
+        return hashlib.blake2b(text, digest_size=16).digest()
 
     def payload(self, credential: Credential) -> bytes:
         """The JSON body to POST for ``credential``, the canonical filter spliced in as it is."""

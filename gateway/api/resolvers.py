@@ -26,6 +26,10 @@ MODELLED_KEYS = frozenset({"dtGte", "dtLte", "agtIds", "campId", "st"})
 MAX_PRIORITY_FILTER_CHARS = 8192
 MAX_EXTRA_DEPTH = 4
 MAX_EXTRA_CHARS = 4096
+#: Items one list of a filter may hold (agentIds, statuses), and characters in one item.
+MAX_AGENT_IDS = 1_000
+MAX_STATUSES = 100
+MAX_ITEM_CHARS = 100
 T = TypeVar("T")
 
 
@@ -110,12 +114,21 @@ def upstream_filter(
     if start is not None and end is not None and start > end:
         raise BadUserInputError("filter.from must not be after filter.to")
     if (agent_ids := filter.get("agentIds")) is not None:
-        out["agtIds"] = sorted(set(agent_ids))
+        out["agtIds"] = sorted(set(_bounded("agentIds", agent_ids, MAX_AGENT_IDS)))
     if (campaign_id := filter.get("campaignId")) is not None:
         out["campId"] = campaign_id
     if (statuses := filter.get("statuses")) is not None:
-        out["st"] = sorted(set(statuses))
+        out["st"] = sorted(set(_bounded("statuses", statuses, MAX_STATUSES)))
     return out
+
+
+def _bounded(name: str, items: list[str], limit: int) -> list[str]:
+    """``items``, or BadUserInputError when there are more than ``limit`` or one is too long."""
+    if len(items) > limit:
+        raise BadUserInputError(f"filter.{name} holds {len(items)} values; at most {limit}")
+    if any(len(item) > MAX_ITEM_CHARS for item in items):
+        raise BadUserInputError(f"filter.{name} values are limited to {MAX_ITEM_CHARS} chars")
+    return items
 
 
 def _check_extra_size(extra: dict[str, Any]) -> None:

@@ -20,20 +20,20 @@ T = TypeVar("T")
 
 
 class CacheKey(NamedTuple):
-    """Who asks (an HMAC-SHA256 of the whole credential) and what they ask.
+    """Who asks (an HMAC-SHA256 of the whole credential) and what (the question's digest).
 
     Two users never share an entry, and a right user id with a wrong token
-    never hits.
+    never hits. Neither the credential nor the filter is held in clear: a key
+    costs the same 48 bytes however long the filter a caller sends.
     """
 
     principal: bytes
-    filter_json: str
-    priority_filter: str | None
+    question: bytes
 
     @classmethod
     def of(cls, principal: bytes, query: CountQuery) -> CacheKey:
         """The key for the caller with HMAC ``principal`` asking ``query``."""
-        return cls(principal, query.filter_json, query.priority_filter)
+        return cls(principal, query.digest)
 
 
 class Counted(NamedTuple):

@@ -7,7 +7,6 @@ seconds, logs one warning, counts in a metric, and the local cache carries on.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import secrets
@@ -20,7 +19,7 @@ from redis.exceptions import RedisError
 
 logger = logging.getLogger("gateway.shared")
 
-PREFIX: Final = "deepcall-gateway:v1"
+PREFIX: Final = "deepcall-gateway:v2"
 POLL_SECONDS: Final = 0.02
 DOWN_SECONDS: Final = 5.0
 # Deletes the lock only if it is still ours (it may have expired and been taken).
@@ -170,7 +169,6 @@ class SharedTier:
             return None
 
 
-def shared_name(principal: bytes, filter_json: str, priority_filter: str | None) -> str:
+def shared_name(principal: bytes, question: bytes) -> str:
     """The tier's name for a cache key: no credential, no filter value in clear."""
-    question = hashlib.sha256(f"{filter_json}\0{priority_filter or ''}".encode()).hexdigest()
-    return f"{principal.hex()}:{question}"
+    return f"{principal.hex()}:{question.hex()}"

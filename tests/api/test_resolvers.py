@@ -11,7 +11,10 @@ import strawberry
 from graphql import coerce_input_value
 
 from gateway.api.resolvers import (
+    MAX_AGENT_IDS,
+    MAX_ITEM_CHARS,
     MAX_PRIORITY_FILTER_CHARS,
+    MAX_STATUSES,
     check_priority_filter,
     count_query,
     filter_fields,
@@ -409,3 +412,29 @@ def test_parse_datetime_does_not_echo_a_long_input() -> None:
     message = str(caught.value)
     assert not any(value[i : i + 41] in message for i in range(len(value) - 40))
     assert len(message) < 200
+
+
+# Limits on the filter's lists
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"), [("agentIds", MAX_AGENT_IDS), ("statuses", MAX_STATUSES)]
+)
+def test_a_filter_list_longer_than_its_limit_is_bad_user_input(field: str, limit: int) -> None:
+    """A list at its limit is asked; one value more is refused before any upstream call."""
+    at_limit = {field: [f"v{n}" for n in range(limit)]}
+    over = {field: [f"v{n}" for n in range(limit + 1)]}
+
+    assert (
+        len(upstream_filter(at_limit, KOLKATA)["agtIds" if field == "agentIds" else "st"]) == limit
+    )
+    with pytest.raises(BadUserInputError, match=f"at most {limit}"):
+        upstream_filter(over, KOLKATA)
+
+
+@pytest.mark.parametrize("field", ["agentIds", "statuses"])
+def test_a_filter_value_longer_than_its_limit_is_bad_user_input(field: str) -> None:
+    """One value of more than MAX_ITEM_CHARS characters is refused; one at the limit is not."""
+    upstream_filter({field: ["x" * MAX_ITEM_CHARS]}, KOLKATA)
+    with pytest.raises(BadUserInputError, match=f"{MAX_ITEM_CHARS} chars"):
+        upstream_filter({field: ["x" * (MAX_ITEM_CHARS + 1)]}, KOLKATA)

@@ -458,3 +458,24 @@ async def test_a_stale_entry_is_refreshed_when_the_upstream_answers() -> None:
     assert cache.get(key()) is None
     assert await get_or_fetch(cache, key(), Fetcher(value=6)) == Counted(6, None, "miss")
     assert cache.get(key()) == 6
+
+
+async def test_a_key_costs_the_same_however_long_the_filter() -> None:
+    """2,000 cached counts of 1,000-agent filters: tens of bytes each, no filter text kept."""
+    import tracemalloc
+
+    agents = [f"agent-{n:05d}" for n in range(1000)]
+    cache = CountCache(maxsize=10_000, ttl=60)
+    principal = Callers(SECRET).principal(Credential(ssid="s1"))
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for n in range(2000):
+        query = CountQuery.build({"agtIds": agents, "campId": n}, None)  # 14 KB of JSON
+        await get_or_fetch(cache, CacheKey.of(principal, query), Fetcher(value=1))
+    grown = sum(
+        stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename")
+    )
+    tracemalloc.stop()
+
+    assert len(cache) == 2000
+    assert grown / 2000 < 1_000  # bytes per entry kept

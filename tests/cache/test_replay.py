@@ -8,9 +8,10 @@ from support.clock import FakeClock as FakeTimer
 
 from gateway.cache import CacheKey, CountCache, Counted
 from gateway.cache.replay import MAX_REPLAYED_BODY, Replay, ResponseCache
+from gateway.model import CountQuery
 
-KEY_A = CacheKey(b"p" * 32, '{"campId":1}', None)
-KEY_B = CacheKey(b"p" * 32, '{"campId":2}', None)
+KEY_A = CacheKey.of(b"p" * 32, CountQuery('{"campId":1}'))
+KEY_B = CacheKey.of(b"p" * 32, CountQuery('{"campId":2}'))
 
 
 def value_of(counted: Counted) -> int:
