@@ -12,11 +12,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from gateway.errors import GatewayError
+
+#: The largest count a GraphQL Int (signed 32 bits) can carry.
+MAX_COUNT: Final = 2**31 - 1
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -17,11 +18,17 @@ from typing import Any, Final, NamedTuple
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from gateway.model import MAX_COUNT
+
 logger = logging.getLogger("gateway.shared")
 
 PREFIX: Final = "deepcall-gateway:v2"
 POLL_SECONDS: Final = 0.02
 DOWN_SECONDS: Final = 5.0
+#: How far ahead of ours another replica's clock may be: a later fetch time is not believed.
+MAX_CLOCK_SKEW: Final = 5.0
+#: The longest TTL the settings allow (GATEWAY_CACHE_TTL_SETTLED's range).
+MAX_TTL: Final = 30 * 86_400
 # Deletes the lock only if it is still ours (it may have expired and been taken).
 _RELEASE: Final = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -110,11 +117,10 @@ class SharedTier:
         raw = await self._call(self._client.get(f"{PREFIX}:count:{name}"))
         if not isinstance(raw, bytes | str):
             return None
-        try:
-            value, fetched_at, ttl = json.loads(raw)
-            return Entry(int(value), float(fetched_at), float(ttl))
-        except (ValueError, TypeError):
-            return None
+        entry = _entry_of(raw, self._timer())
+        if entry is None:
+            logger.warning("Redis cache tier: an entry that is not a count was ignored")
+        return entry
 
     async def _write(self, name: str, entry: Entry) -> None:
         keep_ms = int((entry.ttl + self._stale) * 1000)
@@ -167,6 +173,26 @@ class SharedTier:
             self._down_until = time.monotonic() + DOWN_SECONDS
             self._on_error()
             return None
+
+
+def _entry_of(raw: bytes | str, now: float) -> Entry | None:
+    """The entry ``raw`` holds, if it is one this gateway could have written at ``now``.
+
+    Whatever is in Redis may have been written by anyone who can reach it: a
+    count outside GraphQL's Int, a fetch time in the future (fresh forever) or
+    a TTL that is not a duration is not believed.
+    """
+    try:
+        value, fetched_at, ttl = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_COUNT:
+        return None
+    if not all(isinstance(x, int | float) and math.isfinite(x) for x in (fetched_at, ttl)):
+        return None
+    if fetched_at > now + MAX_CLOCK_SKEW or not 0 <= ttl <= MAX_TTL:
+        return None
+    return Entry(value, float(fetched_at), float(ttl))
 
 
 def shared_name(principal: bytes, question: bytes) -> str:

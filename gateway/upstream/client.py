@@ -20,7 +20,7 @@ from gateway.errors import (
     UpstreamUnavailableError,
     from_upstream_code,
 )
-from gateway.model import CountQuery, Credential
+from gateway.model import MAX_COUNT, CountQuery, Credential
 from gateway.observe import Metrics, tracing, upstream_result
 from gateway.transport import InvalidAnswerError, PooledTransport, decoder_for
 
@@ -31,8 +31,7 @@ logger = logging.getLogger("gateway.upstream")
 
 REPORT_COUNT_PATH = "/api/v2/CallReport/reportCount"
 MAX_RESPONSE_BYTES = 64 * 1024
-# GraphQL's Int is a signed 32-bit integer.
-MAX_GRAPHQL_INT = 2**31 - 1
+MAX_GRAPHQL_INT = MAX_COUNT
 
 
 class UpstreamClient:

@@ -5,65 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
 import httpx
-import pytest
 from conftest import ACME, GLOBEX, headers_for
-from support.servers import free_port, process
+from support.redis import needs_redis, redis_server
+from support.redis import replicas as gateways
 
 from gateway.simulator import Simulator
 
-CLI = str(Path(sys.executable).parent / "deepcall-gateway")
-SECRET = "shared-hmac-secret-for-tests"
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="needs redis-server (installed by .ci/run)"
-)
-
-
-@contextmanager
-def redis_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """A throwaway redis-server on loopback, no persistence."""
-    port = free_port()
-    args = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    with process(args, "Ready to accept connections") as proc:
-        yield f"redis://127.0.0.1:{port}/0", proc
-
-
-@contextmanager
-def gateways(upstream_url: str, redis_url: str, count: int = 2) -> Iterator[list[str]]:
-    """``count`` gateway processes sharing ``redis_url`` and one HMAC secret."""
-    with ExitStack() as stack:
-        urls = []
-        for _ in range(count):
-            port = free_port()
-            env = {
-                "GATEWAY_UPSTREAM_URL": upstream_url,
-                "GATEWAY_REDIS_URL": redis_url,
-                "GATEWAY_CACHE_KEY_SECRET": SECRET,
-                "GATEWAY_RATE_LIMIT": "0",
-                "GATEWAY_LOG_LEVEL": "INFO",
-            }
-            stack.enter_context(
-                process([CLI, "serve", "--port", str(port)], "Application startup complete", env)
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        yield urls
+pytestmark = needs_redis
 
 
 async def test_twenty_cold_requests_over_two_replicas_make_one_upstream_call(
