@@ -30,8 +30,8 @@ from gateway.documents.shapes import Shape
 from gateway.errors import PARSE_FAILED, VALIDATION_FAILED, DocumentError
 
 MAX_VALIDATION_ERRORS: Final = 10
-#: Longer documents are still served, just not remembered.
-MAX_CACHED_CHARS: Final = 32 * 1024
+#: Longer documents (in UTF-8) are still served, just not remembered.
+MAX_CACHED_BYTES: Final = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Documents:
         prepared = self._cache.get(text)
         if prepared is not None:
             return prepared
-        if len(text) > MAX_CACHED_CHARS:
+        if utf8_size(text) > MAX_CACHED_BYTES:
             return self._prepare(text)
         literals = split(text)
         if literals is None:
@@ -174,6 +174,15 @@ class Documents:
         if errors:
             return Prepared(None, {}, tuple(errors), VALIDATION_FAILED)
         return Prepared(document, operations)
+
+
+def utf8_size(text: str) -> int:
+    """``text``'s size in UTF-8: what a limit on a remembered text must count.
+
+    Characters would not do: a text of emoji holds four bytes per character in
+    memory, so a limit in characters lets it keep four times what it says.
+    """
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _forget_tokens(root: Node) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Final
 from cachetools import LRUCache
 
 from gateway.config import bare_id
+from gateway.documents.store import utf8_size
 from gateway.errors import (
     BadUserInputError,
     PersistedQueryIdRequiredError,
@@ -27,7 +28,7 @@ from gateway.errors import (
 from gateway.http.parameters import OperationRequest
 
 #: Longer APQ documents are answered but not kept (as gateway.documents caches its own).
-MAX_REGISTERED_CHARS: Final = 32 * 1024
+MAX_REGISTERED_BYTES: Final = 32 * 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -48,7 +49,7 @@ class PersistedDocuments:
     """Resolves persisted ids to documents: a trusted list, and a bounded APQ store.
 
     The APQ store is one LRU of ``maxsize`` documents (each at most
-    ``MAX_REGISTERED_CHARS``) shared by every caller: an entry is only ever the
+    ``MAX_REGISTERED_BYTES`` in UTF-8) shared by every caller: an entry is only ever the
     text whose SHA-256 is its key, so no caller can make another run anything
     but what that other asked for; a caller who registers many documents can
     at worst evict others', which costs them one more round trip to register
@@ -104,7 +105,7 @@ class PersistedDocuments:
 
     def register(self, resolved: Resolved) -> None:
         """Remember an APQ document that has validated, unless it is too long to keep."""
-        if resolved.register is not None and len(resolved.text) <= MAX_REGISTERED_CHARS:
+        if resolved.register is not None and utf8_size(resolved.text) <= MAX_REGISTERED_BYTES:
             self._registered[resolved.register] = resolved.text
 
 

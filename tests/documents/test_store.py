@@ -13,6 +13,7 @@ from graphql import get_introspection_query
 
 from gateway.api.schema import create_schema
 from gateway.documents import Documents, Limits
+from gateway.documents.store import MAX_CACHED_BYTES, utf8_size
 from gateway.errors import PARSE_FAILED, VALIDATION_FAILED
 
 SCHEMA = create_schema()._schema
@@ -186,3 +187,15 @@ def test_operation_selection_errors() -> None:
     with pytest.raises(Exception, match="no operation named"):
         prepared.select("C")
     assert prepared.select("B").upstream_fields == 1
+
+
+def test_a_text_past_the_cache_limit_in_utf8_is_served_but_not_remembered() -> None:
+    """Documents of emoji, each over 32 KiB in UTF-8 but not in characters: none kept."""
+    documents = Documents(create_schema()._schema, Limits(), introspection=True, maxsize=5000)
+    padding = "\U0001f600" * (MAX_CACHED_BYTES // 4)
+    for n in range(300):
+        prepared = documents.prepare(f"# {n} {padding}\n{{ callCount }}")
+        assert prepared.document is not None
+
+    assert len(documents) == 0
+    assert utf8_size("\U0001f600") == 4

@@ -18,7 +18,7 @@ from gateway.errors import (
 )
 from gateway.http.parameters import OperationRequest
 from gateway.http.persisted import (
-    MAX_REGISTERED_CHARS,
+    MAX_REGISTERED_BYTES,
     PersistedDocuments,
     Resolved,
     sha256_hex,
@@ -117,7 +117,7 @@ def test_a_hash_that_does_not_match_is_refused() -> None:
 
 
 def test_the_apq_store_is_bounded_and_keeps_no_long_documents() -> None:
-    """The store holds at most maxsize documents, none longer than MAX_REGISTERED_CHARS."""
+    """The store holds at most maxsize documents, none longer than MAX_REGISTERED_BYTES."""
     store = PersistedDocuments(persisted_only=False, maxsize=2)
     texts = [f"{{ a{i}: callCount }}" for i in range(3)]
     for text in texts:
@@ -125,10 +125,26 @@ def test_the_apq_store_is_bounded_and_keeps_no_long_documents() -> None:
     assert len(store) == 2
     with pytest.raises(PersistedQueryNotFoundError):
         store.resolve(op(digest=sha256_hex(texts[0])))
-    long = "{ callCount }" + " " * MAX_REGISTERED_CHARS
+    long = "{ callCount }" + " " * MAX_REGISTERED_BYTES
     store.register(Resolved(long, register=sha256_hex(long)))
     with pytest.raises(PersistedQueryNotFoundError):
         store.resolve(op(digest=sha256_hex(long)))
+
+
+def test_the_apq_limit_counts_bytes_not_characters() -> None:
+    """A document of emoji past 32 KiB in UTF-8 is not kept, though it has fewer characters."""
+    store = PersistedDocuments(persisted_only=False, maxsize=10)
+    comment = "#" + "\U0001f600" * (MAX_REGISTERED_BYTES // 4)  # 8,193 characters, 32 KiB+1
+    emoji = f"{comment}\n{{ callCount }}"
+    fits = "#" + "\U0001f600" * (MAX_REGISTERED_BYTES // 4 - 5) + "\n{ callCount }"
+
+    store.register(Resolved(emoji, register=sha256_hex(emoji)))
+    store.register(Resolved(fits, register=sha256_hex(fits)))
+
+    assert len(emoji) < MAX_REGISTERED_BYTES
+    with pytest.raises(PersistedQueryNotFoundError):
+        store.resolve(op(digest=sha256_hex(emoji)))
+    assert store.resolve(op(digest=sha256_hex(fits))) == Resolved(fits)
 
 
 def test_listed_documents_run_by_document_id_or_hash() -> None:
