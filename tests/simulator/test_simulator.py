@@ -245,3 +245,15 @@ def test_record_counts_every_body_but_keeps_only_objects() -> None:
         simulator.clear_requests()
         assert simulator.request_count == 0
         assert simulator.requests == []
+
+
+def test_the_record_keeps_the_latest_bodies_only() -> None:
+    """Serving on and on, the simulator keeps its last max_recorded bodies and counts them all."""
+    with Simulator(calls=0, now=NOW, max_recorded=100) as simulator:
+        for n in range(250):
+            simulator.record(b'{"ssid": "s%d"}' % n)
+
+        assert simulator.request_count == 250
+        assert len(simulator.requests) == 100
+        assert simulator.requests[0] == {"ssid": "s150"}
+        assert simulator.requests[-1] == {"ssid": "s249"}
