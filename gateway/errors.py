@@ -12,6 +12,7 @@ Every failure a client can see is one of these; each class carries the
     ├── RequestError                                       (abstract) the HTTP request is unusable
     │   ├── MalformedRequestError   GRAPHQL_PARSE_FAILED   not JSON; a parameter of the wrong type
     │   └── UnsupportedRequestError BAD_USER_INPUT         method, media type, size, batch
+    │   └── ShuttingDownError       UPSTREAM_UNAVAILABLE   the server stopped before answering
     ├── DocumentError               GRAPHQL_VALIDATION_FAILED  a document over a limit, an
     │                                                      operation that cannot be chosen
     ├── RateLimitedError*           RATE_LIMITED           the gateway's own per-client limit
@@ -121,6 +122,13 @@ class UnsupportedRequestError(RequestError):
     """A method, media type, size or batch the endpoint does not serve (HTTP 4xx)."""
 
     code = "BAD_USER_INPUT"
+
+
+class ShuttingDownError(RequestError):
+    """The server is stopping and could not answer in time (HTTP 503): retry, elsewhere."""
+
+    code = "UPSTREAM_UNAVAILABLE"
+    retryable = True
 
 
 class DocumentError(GatewayError):

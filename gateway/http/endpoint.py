@@ -28,6 +28,7 @@ from gateway.errors import (
     GatewayError,
     PersistedQueryNotFoundError,
     RequestError,
+    ShuttingDownError,
     UnsupportedRequestError,
 )
 from gateway.http.callers import Callers
@@ -46,6 +47,12 @@ from gateway.http.responses import REQUEST_ID_HEADER, error_response
 from gateway.http.safety import refuse_non_queries
 from gateway.model import Caller
 from gateway.observe import tracing
+
+_SHUTTING_DOWN = ShuttingDownError(
+    "The gateway is shutting down and could not answer in time; retry",
+    status=503,
+    headers={"Retry-After": "1", "Connection": "close"},
+)
 
 
 class GraphQLEndpoint:
@@ -75,6 +82,14 @@ class GraphQLEndpoint:
         with tracing.span(services.tracer, f"{request.method} /graphql", server=True) as span:
             try:
                 response = await self._answer(request, services, record)
+            except asyncio.CancelledError:
+                # Only the server cancels a request: its shutdown ran out of time. The client
+                # gets our error, not uvicorn's plain-text 500, and the task ends normally.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                record.codes.append(ShuttingDownError.code)
+                response = error_response(_SHUTTING_DOWN, record.request_id)
             finally:
                 services.metrics.in_flight.dec()
             seconds = time.perf_counter() - started

@@ -254,3 +254,36 @@ async def test_simulate_exits_0_on_sigterm() -> None:
     async with running("simulate", "--calls", "2000") as simulator:
         simulator.signal(signal.SIGTERM)
         assert await simulator.exit_status(within=PROMPT) == 0
+
+
+async def test_a_request_past_the_shutdown_timeout_gets_a_coded_503(
+    sim: Simulator, upstream_url: str
+) -> None:
+    """Still unanswered when the shutdown timeout ends: a JSON 503 with our code, not a 500."""
+    sim.faults.hang = True
+    env = {**gateway_env(upstream_url, drain_seconds=0), "GATEWAY_SHUTDOWN_TIMEOUT": "1"}
+    async with (
+        running("serve", env=env) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=WAIT) as client,
+    ):
+        request = asyncio.create_task(
+            client.post("/graphql", json=count_query(4), headers=headers_for(ACME))
+        )
+        assert await asyncio.to_thread(sim.wait_requests, 1, WAIT)
+        gateway.signal(signal.SIGTERM)
+        response = await request
+        status = await gateway.exit_status()
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "The gateway is shutting down and could not answer in time; retry",
+                "extensions": {"code": "UPSTREAM_UNAVAILABLE", "retryable": True},
+            }
+        ]
+    }
+    assert status == 0
+    assert "Exception in ASGI application" not in gateway.log
