@@ -137,6 +137,12 @@ class Settings:
     """Lexical tokens per document."""
     max_directives: int = 50
     """Directives per document (and at most 4 on one selection)."""
+    max_header_bytes: int = 64 * 1024
+    """Size of a request's head (request line and headers): a larger one is answered 431."""
+    header_timeout: float = 10.0
+    """Seconds a request's head may take to arrive; past them it is answered 408."""
+    body_timeout: float = 30.0
+    """Seconds a request's body may take to arrive; past them it is answered 408."""
     max_body_bytes: int = 256 * 1024
     """Request body size, enforced while it streams in (413 past it)."""
     max_batch: int = 10
@@ -291,6 +297,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "max_tokens": (10, 100_000),
     "max_directives": (0, 1000),
     "max_body_bytes": (1024, 16 * 1024 * 1024),
+    "max_header_bytes": (4 * 1024, 1024 * 1024),
+    "header_timeout": (0.1, 300),
+    "body_timeout": (0.1, 3600),
     "max_batch": (1, 100),
     "max_fanout": (1, 10_000),
     "max_buckets": (1, 10_000),

@@ -9,6 +9,7 @@ names a persisted one instead (``extensions.persistedQuery`` or
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +63,8 @@ def from_body(body: bytes, max_batch: int) -> tuple[bool, list[OperationRequest]
     return True, [operation(item) for item in payload]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body of a JSON POST, counted against ``limit`` as it streams in."""
+async def read_body(request: Request, limit: int, seconds: float = 30.0) -> bytes:
+    """The body of a JSON POST, counted against ``limit`` as it streams in, within ``seconds``."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedRequestError("POST a JSON body (application/json)", status=415)
@@ -73,11 +74,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():  # counted as it arrives, not after
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():  # counted as it arrives, not after
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise UnsupportedRequestError(
+            f"The body did not arrive within {seconds:g} s", status=408
+        ) from None
     return b"".join(chunks)
 
 

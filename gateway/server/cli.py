@@ -13,7 +13,14 @@ from gateway.api import schema_sdl
 from gateway.config import SettingsError
 from gateway.observe import configure_logging
 from gateway.server.app import create_app
-from gateway.server.runtime import GracefulServer, run, start_process, uvicorn_options
+from gateway.server.runtime import (
+    GracefulServer,
+    bounded,
+    run,
+    run_workers,
+    start_process,
+    uvicorn_options,
+)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,23 +32,17 @@ def _serve(args: argparse.Namespace) -> int:
     options = uvicorn_options(settings, args.host, args.port)
     if settings.workers > 1:
         # Several processes: uvicorn's own supervisor, each worker building its app
-        # from the environment. Each has its own cache and metrics (see the docs).
-        uvicorn.run(
-            "gateway.server.runtime:app_from_environ",
-            factory=True,
-            workers=settings.workers,
-            **options,
-        )
-        return 0
+        # from the environment (see the docs for what they share).
+        factory = "gateway.server.runtime:app_from_environ"
+        config = uvicorn.Config(factory, factory=True, workers=settings.workers, **options)
+        return run_workers(bounded(config, settings))
     app = create_app(settings)
 
     def not_ready() -> None:
         app.state.draining = True
 
-    server = GracefulServer(
-        uvicorn.Config(app, **options), drain_seconds=settings.drain_seconds, on_drain=not_ready
-    )
-    return run(server)
+    config = bounded(uvicorn.Config(app, **options), settings)
+    return run(GracefulServer(config, drain_seconds=settings.drain_seconds, on_drain=not_ready))
 
 
 def _simulate(args: argparse.Namespace) -> int:

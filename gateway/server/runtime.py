@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import os
 import signal
@@ -15,9 +16,11 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from gateway.config import Settings
 from gateway.observe import configure_logging
+from gateway.server import protocol
 from gateway.server.app import create_app
 
 logger = logging.getLogger("gateway")
@@ -51,6 +54,23 @@ def uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
         "proxy_headers": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
+
+
+def bounded(config: uvicorn.Config, settings: Settings) -> uvicorn.Config:
+    """``config`` serving HTTP with the request-head bounds of ``settings``."""
+    return protocol.configure(
+        config, head_limit=settings.max_header_bytes, head_timeout=settings.header_timeout
+    )
+
+
+def run_workers(config: uvicorn.Config) -> int:
+    """Run ``config.workers`` processes under uvicorn's supervisor, as ``uvicorn.run`` does."""
+    supervisor = Multiprocess
+    extra: dict[str, Any] = {}
+    if "target" in inspect.signature(supervisor).parameters:  # uvicorn before 0.36
+        extra["target"] = uvicorn.Server(config).run
+    supervisor(config, sockets=[config.bind_socket()], **extra).run()
+    return 0
 
 
 def tune_garbage_collection() -> None:

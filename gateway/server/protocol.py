@@ -1,0 +1,111 @@
+"""uvicorn's HTTP/1.1 protocol (httptools), with a bound on what a request's head may cost.
+
+uvicorn reads a request head for as long and as large as the client sends it:
+ten connections sending 30 MB of header lines each held 330 MB, and 800 that
+sent a byte now and then were never closed. Here a head (request line and
+headers) larger than ``head_limit`` bytes is answered 431, one that has not
+arrived ``head_timeout`` seconds after the connection opened (or, on a kept
+connection, after its first byte) is answered 408; either way in our JSON
+error shape, and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.errors import UnsupportedRequestError
+
+#: A head larger than this (bytes) is refused: generous for a GET with its query.
+HEAD_LIMIT: Final = 64 * 1024
+#: Seconds a request head may take to arrive.
+HEAD_TIMEOUT: Final = 10.0
+
+_REASONS: Final = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def configure(config: Config, *, head_limit: int, head_timeout: float) -> Config:
+    """``config`` serving with this protocol and these bounds (kept on the config itself,
+    which uvicorn hands to every worker process)."""
+    config.http = f"{__name__}:BoundedHttpToolsProtocol"
+    config.gateway_head_limit = head_limit  # type: ignore[attr-defined]
+    config.gateway_head_timeout = head_timeout  # type: ignore[attr-defined]
+    return config
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools' protocol, refusing a head past its size or its time (see the module)."""
+
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._head_limit: int = getattr(config, "gateway_head_limit", HEAD_LIMIT)
+        self._head_timeout: float = getattr(config, "gateway_head_timeout", HEAD_TIMEOUT)
+        self._head_bytes = 0
+        self._in_head = True
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the clock for the first request's head."""
+        super().connection_made(transport)
+        self._start_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the head's clock with the connection."""
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser, counting what a head not yet complete has taken."""
+        if self.parser is None:
+            return  # refused: nothing more is read
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self._head_limit and self.parser is not None:
+            self._refuse(431, f"The request head exceeds {self._head_limit} bytes")
+
+    def on_message_begin(self) -> None:
+        """A kept connection's next request: its head gets the same bounds."""
+        if not self._in_head:
+            self._start_head()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        """The head is whole: its bounds no longer apply."""
+        self._in_head = False
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def _start_head(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(self._head_timeout, self._head_too_slow)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._refuse(408, f"The request head did not arrive within {self._head_timeout:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with one coded error, close, and read nothing more."""
+        self._in_head = False
+        self._stop_head_timer()
+        body = orjson.dumps({"errors": [UnsupportedRequestError(message).formatted()]})
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+            status,
+            _REASONS[status],
+            len(body),
+        )
+        self.transport.write(head + b"connection: close\r\n\r\n" + body)
+        self.transport.close()
+        self.parser = None  # type: ignore[assignment]  # nothing more is parsed
