@@ -1,7 +1,7 @@
 """The optional second cache tier in Redis, shared by replicas behind one Service.
 
-Redis is a help, never a dependency: any failure marks it down for a few
-seconds, logs one warning, counts in a metric, and the local cache carries on.
+Redis is a help, never a dependency (``gateway.fleet.RedisLink``): while it
+fails, the local cache carries on alone.
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
-
+from gateway.fleet import PREFIX, RedisLink
 from gateway.model import MAX_COUNT
 
 logger = logging.getLogger("gateway.shared")
 
-PREFIX: Final = "deepcall-gateway:v2"
 POLL_SECONDS: Final = 0.02
-DOWN_SECONDS: Final = 5.0
 #: How far ahead of ours another replica's clock may be: a later fetch time is not believed.
 MAX_CLOCK_SKEW: Final = 5.0
 #: The longest TTL the settings allow (GATEWAY_CACHE_TTL_SETTLED's range).
@@ -59,34 +55,23 @@ class SharedTier:
 
     def __init__(
         self,
-        client: redis.Redis,
+        link: RedisLink,
         *,
         stale: float,
         lock_seconds: float,
         timer: Callable[[], float] = time.time,
-        on_error: Callable[[], None] = lambda: None,
     ) -> None:
-        self._client = client
+        self._link = link
+        self._client = link.client
+        self._call = link.call
         self._stale = stale
         self._lock_ms = max(1, int(lock_seconds * 1000))
         self._timer = timer
-        self._on_error = on_error
-        self._down_until = 0.0
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> SharedTier:
-        """A tier on the Redis at ``url``, with short socket timeouts."""
-        client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
-        return cls(client, **options)
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
 
     @property
     def up(self) -> bool:
-        """False while a recent failure keeps the tier switched off."""
-        return time.monotonic() >= self._down_until
+        """False while a recent Redis failure keeps the tier switched off."""
+        return self._link.up
 
     async def lead_or_wait(
         self, name: str, fetch: Callable[[], Awaitable[int]], ttl: float
@@ -154,25 +139,6 @@ class SharedTier:
                 entry = await self.read(name)
                 return entry if entry is not None and entry.fresh(self._timer()) else None
         return None
-
-    async def _call(self, command: Awaitable[Any]) -> Any:
-        """Run one Redis command; on any failure mark the tier down and return None."""
-        if not self.up:
-            if asyncio.iscoroutine(command):
-                command.close()
-            return None
-        try:
-            return await command
-        except (TimeoutError, RedisError, OSError) as exc:
-            if self.up:
-                logger.warning(
-                    "Redis cache tier failed (%s); local cache only for %.0f s",
-                    type(exc).__name__,
-                    DOWN_SECONDS,
-                )
-            self._down_until = time.monotonic() + DOWN_SECONDS
-            self._on_error()
-            return None
 
 
 def _entry_of(raw: bytes | str, now: float) -> Entry | None:

@@ -18,6 +18,7 @@ from gateway.errors import RateLimitedError
 
 K = TypeVar("K", bound=Hashable)
 
+RATE_MESSAGE: Final = "Too many upstream calls for these credentials; retry after the hinted delay"
 # Token arithmetic in floats: refills that sum to 0.99… must still pay for 1.
 _EPSILON: Final = 1e-9
 
@@ -109,7 +110,4 @@ class RateLimiter:
             raise ValueError("RateLimiter cost exceeds burst: it could never be paid")
         wait = self._buckets.take(key, cost)
         if wait:
-            raise RateLimitedError(
-                "Too many upstream calls for these credentials; retry after the hinted delay",
-                retry_after=wait,
-            )
+            raise RateLimitedError(RATE_MESSAGE, retry_after=wait)

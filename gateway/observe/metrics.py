@@ -156,7 +156,14 @@ class Metrics:
         )
         self.shared_errors = Counter(
             "gateway_shared_cache_errors",
-            "Redis tier failures (each switches it off for a few seconds)",
+            "Redis failures (each switches the shared cache and the fleet's limits off for a "
+            "few seconds)",
+            registry=registry,
+        )
+        self.fleet_local = Counter(
+            "gateway_fleet_limits_local",
+            "Upstream calls whose fleet-wide limits were decided by this process alone, "
+            "because Redis did not answer",
             registry=registry,
         )
         # Exported at 0 from the start; kept, as labels() costs a lock and a lookup.

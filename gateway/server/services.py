@@ -11,6 +11,7 @@ import httpx
 from gateway.api import Services
 from gateway.cache import CountCache, ResponseCache, SharedTier, TtlPolicy
 from gateway.config import Settings
+from gateway.fleet import FleetLimits, RedisLink
 from gateway.limits import ConcurrencyLimiter, RateLimiter
 from gateway.observe import Metrics
 from gateway.transport import transport_for
@@ -50,17 +51,27 @@ async def serving(
             ca_file=settings.upstream_ca_file,
         )
     async with transport, contextlib.AsyncExitStack() as owned:
-        shared = None
+        shared = fleet = None
         if settings.redis_url:
-            shared = SharedTier.from_url(
-                settings.redis_url,
+            link = RedisLink.from_url(settings.redis_url, on_error=metrics.shared_errors.inc)
+            owned.push_async_callback(link.aclose)
+            shared = SharedTier(
+                link,
                 stale=settings.cache_stale,
                 lock_seconds=settings.upstream_deadline + 1,
                 timer=clock,
-                on_error=metrics.shared_errors.inc,
             )
-            owned.push_async_callback(shared.aclose)
-        guards = _guards(settings, clock)
+            fleet = FleetLimits(
+                link,
+                rate=settings.rate_limit,
+                burst=settings.rate_burst,
+                new_per_minute=settings.new_credentials_per_minute,
+                invalid_ttl=settings.invalid_credential_ttl,
+                # A trial's held token outlives the trial by a second at most, if its replica dies.
+                hold_seconds=settings.upstream_deadline + 1,
+                on_local=metrics.fleet_local.inc,
+            )
+        guards = _guards(settings, clock, fleet)
         metrics.watch_breaker(guards.breaker)
         metrics.watch_limiter(guards.limiter)
         cache = CountCache(
@@ -89,7 +100,7 @@ async def serving(
         )
 
 
-def _guards(settings: Settings, clock: Callable[[], float]) -> Guards:
+def _guards(settings: Settings, clock: Callable[[], float], fleet: FleetLimits | None) -> Guards:
     """One of each guard towards the upstream, as ``settings`` size them."""
     return Guards(
         ledger=CredentialLedger(
@@ -97,9 +108,11 @@ def _guards(settings: Settings, clock: Callable[[], float]) -> Guards:
             settings.invalid_credential_ttl,
             # A trial waits for a neighbour's held token no longer than its own call could take.
             reserve_wait=settings.upstream_deadline,
+            fleet=fleet,
             clock=clock,
         ),
         rate_limiter=RateLimiter(settings.rate_limit, settings.rate_burst, clock=clock),
+        fleet=fleet,
         limiter=ConcurrencyLimiter(
             settings.upstream_concurrency,
             settings.upstream_queue,

@@ -19,7 +19,7 @@ from gateway.limits import TokenBuckets
 
 #: Trials one address may have waiting for a token at once; beyond, refused at once.
 MAX_WAITING: Final = 1_000
-_MESSAGE: Final = (
+NEW_MESSAGE: Final = (
     "Too many new credentials from this address that DeepCall did not accept; "
     "retry after the hinted delay"
 )
@@ -107,4 +107,4 @@ class AddressBudget:
 
     def _refusal(self, address: str, held: int) -> NewCredentialsLimitedError:
         wait = self._buckets.wait_for(address, held + 1)
-        return NewCredentialsLimitedError(_MESSAGE, retry_after=math.ceil(min(wait, 3600)))
+        return NewCredentialsLimitedError(NEW_MESSAGE, retry_after=math.ceil(min(wait, 3600)))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.errors import GatewayError
-from gateway.limits import ConcurrencyLimiter, RateLimiter
+from gateway.errors import GatewayError, RateLimitedError
+from gateway.fleet import RATE_LIMITED, FleetLimits
+from gateway.limits import RATE_MESSAGE, ConcurrencyLimiter, RateLimiter
 from gateway.model import CountQuery, Credential
 from gateway.observe import Metrics
 from gateway.upstream.breaker import CircuitBreaker
@@ -34,6 +36,8 @@ class Guards:
     deadline: float
     try_timeout: float
     clock: Callable[[], float] = time.monotonic
+    #: The fleet's limits (with GATEWAY_REDIS_URL); ``rate_limiter`` while Redis fails.
+    fleet: FleetLimits | None = None
 
 
 class GuardedClient:
@@ -67,7 +71,8 @@ class GuardedClient:
             ledger = guards.ledger
             taken = None if ledger.knows(principal) else await ledger.admit(principal, address)
             try:
-                guards.rate_limiter.take(principal)
+                if taken is None or taken.reservation is None:  # a fleet trial took its token
+                    await self._take_rate(principal, address)
                 # The slot is held across retries: waiting for one is not the upstream's
                 # fault, so it must not run down a try's timeout and count against the breaker.
                 async with guards.limiter.slot(principal):
@@ -83,11 +88,28 @@ class GuardedClient:
                         bounded=self._client.bounds_itself,
                     )
             except BaseException as exc:
-                ledger.settle(principal, taken, exc)
+                write = ledger.settle(principal, taken, exc)
+                if write is not None and isinstance(exc, GatewayError):
+                    # Written before the caller hears of it: the next replica asked knows.
+                    await asyncio.shield(write)
                 raise
         except GatewayError as exc:
             if exc.refusal is not None and self._metrics is not None:
                 self._metrics.observe_refusal(exc)
             raise
-        ledger.settle(principal, taken, None)
+        write = ledger.settle(principal, taken, None)
+        if write is not None:
+            await asyncio.shield(write)
         return count
+
+    async def _take_rate(self, principal: bytes, address: str) -> None:
+        """One of ``principal``'s rate tokens: the fleet's (one round trip), or this process's."""
+        guards = self.guards
+        fleet = guards.fleet
+        if fleet is not None:
+            grant = await fleet.admit(principal, address, trial=False)
+            if grant is not None:
+                if grant.status == RATE_LIMITED:
+                    raise RateLimitedError(RATE_MESSAGE, retry_after=grant.wait)
+                return
+        guards.rate_limiter.take(principal)

@@ -15,14 +15,23 @@ from typing import Final, NamedTuple
 
 from cachetools import LRUCache
 
-from gateway.errors import GatewayError, KnownInvalidCredentialError, RateLimitedError
-from gateway.upstream.addresses import AddressBudget
+from gateway.errors import (
+    GatewayError,
+    KnownInvalidCredentialError,
+    NewCredentialsLimitedError,
+    RateLimitedError,
+)
+from gateway.fleet import INVALID, NEW_LIMITED, OK, RATE_LIMITED, FleetLimits, new_reservation
+from gateway.limits import RATE_MESSAGE
+from gateway.upstream.addresses import NEW_MESSAGE, AddressBudget
 
 INVALID_TOKEN: Final = 1014
 INVALID_PARAMETERS: Final = 1000
 PERMISSION_DENIED: Final = 1015
 #: Seconds a new credential's call waits for its trial's verdict before going on anyway.
 TRIAL_WAIT: Final = 1.0
+#: Seconds between two looks at the fleet's held tokens, when all of an address's are held.
+HELD_POLL: Final = 0.05
 
 
 class Ticket(NamedTuple):
@@ -31,6 +40,8 @@ class Ticket(NamedTuple):
     address: str
     #: Done when the trial's verdict is recorded; its result is what the waiting calls raise.
     verdict: asyncio.Future[RateLimitedError | None]
+    #: The fleet's name for the token held (its rate token taken too); None: this process's.
+    reservation: str | None = None
 
 
 class CredentialLedger:
@@ -66,9 +77,13 @@ class CredentialLedger:
         max_addresses: int = 100_000,
         trial_wait: float = TRIAL_WAIT,
         reserve_wait: float = 10.0,
+        fleet: FleetLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._limited = new_per_minute > 0
+        self._limited = new_per_minute > 0 or fleet is not None
+        self._reserve_wait = reserve_wait
+        self._fleet = fleet
+        self._writes: set[asyncio.Task[None]] = set()
         self._invalid_ttl = invalid_ttl
         self._trial_wait = trial_wait
         self._max_known = max_known
@@ -77,6 +92,7 @@ class CredentialLedger:
         self._invalid: LRUCache[bytes, float] = LRUCache(maxsize=max_known)
         # credential -> its trial's verdict, done when recorded (one trial per credential)
         self._trials: dict[bytes, asyncio.Future[RateLimitedError | None]] = {}
+        self._capacity = new_per_minute
         self.addresses = AddressBudget(
             new_per_minute, wait=reserve_wait, max_addresses=max_addresses, clock=clock
         )
@@ -106,12 +122,41 @@ class CredentialLedger:
             return None
         verdict = self._trials[principal] = asyncio.get_running_loop().create_future()
         try:
-            await self.addresses.reserve(address)
+            reservation = await self._reserve(principal, address)
         except BaseException as exc:
             del self._trials[principal]
             verdict.set_result(exc if isinstance(exc, RateLimitedError) else None)
             raise
-        return Ticket(address, verdict)
+        return Ticket(address, verdict, reservation)
+
+    async def _reserve(self, principal: bytes, address: str) -> str | None:
+        """Hold a token of ``address`` for ``principal``'s trial: the fleet's, else ours.
+
+        The fleet also checks the credential against every replica's verdicts and
+        takes its rate token, in the same round trip; its name for the token is
+        returned. None: this process's token is held.
+        """
+        fleet = self._fleet
+        if fleet is not None:
+            loop = asyncio.get_running_loop()
+            give_up_at = loop.time() + self._reserve_wait
+            reservation = new_reservation()
+            while (
+                grant := await fleet.admit(principal, address, trial=True, reservation=reservation)
+            ) is not None:
+                if grant.status == OK:
+                    return reservation
+                if grant.status == INVALID:
+                    self._invalid[principal] = self._clock() + grant.wait
+                    self._refuse_if_invalid(principal)
+                if grant.status == RATE_LIMITED:
+                    raise RateLimitedError(RATE_MESSAGE, retry_after=grant.wait)
+                if grant.status == NEW_LIMITED or loop.time() >= give_up_at:
+                    raise NewCredentialsLimitedError(NEW_MESSAGE, retry_after=max(1, grant.wait))
+                await asyncio.sleep(HELD_POLL)  # every token held by trials in flight
+        if self._capacity > 0:
+            await self.addresses.reserve(address)
+        return None
 
     def _refuse_if_invalid(self, principal: bytes) -> None:
         invalid_until = self._invalid.get(principal)
@@ -124,13 +169,16 @@ class CredentialLedger:
             )
         del self._invalid[principal]
 
-    def settle(self, principal: bytes, taken: Ticket | None, error: BaseException | None) -> None:
+    def settle(
+        self, principal: bytes, taken: Ticket | None, error: BaseException | None
+    ) -> asyncio.Task[None] | None:
         """What came of a call ``admit`` let through (``taken``: what it returned).
 
-        ``error`` is None when DeepCall answered with a count.
+        ``error`` is None when DeepCall answered with a count. Returns the write of
+        the verdict to the fleet, if there is one, for a caller that may wait for it.
         """
         if error is None and taken is None and principal in self._known:
-            return  # the usual case: a known credential, known still
+            return None  # the usual case: a known credential, known still
         code = error.upstream_code if isinstance(error, GatewayError) else None
         rejected = code in (INVALID_TOKEN, INVALID_PARAMETERS)
         if error is None or code == PERMISSION_DENIED:
@@ -141,11 +189,35 @@ class CredentialLedger:
         elif code == INVALID_TOKEN:
             self._known.pop(principal, None)  # revoked or expired since
             self._invalid[principal] = self._clock() + self._invalid_ttl
+        write = None
+        if taken is not None and taken.reservation is not None:
+            write = self._tell_fleet(principal, taken.address, taken.reservation, rejected, code)
+        elif code == INVALID_TOKEN:
+            write = self._tell_fleet(principal, taken.address if taken else "", "", False, code)
         if taken is None:
-            return
-        if rejected:
-            self.addresses.spend(taken.address)
-        else:
-            self.addresses.release(taken.address)
+            return write
+        if taken.reservation is None and self._capacity > 0:
+            if rejected:
+                self.addresses.spend(taken.address)
+            else:
+                self.addresses.release(taken.address)
         del self._trials[principal]
         taken.verdict.set_result(None)  # the waiting calls read the verdict recorded above
+        return write
+
+    def _tell_fleet(
+        self, principal: bytes, address: str, reservation: str, spend: bool, code: int | None
+    ) -> asyncio.Task[None] | None:
+        """Write a verdict to the fleet in a task of its own: a call cancelled meanwhile
+        must not leave the fleet's token held."""
+        fleet = self._fleet
+        if fleet is None or not (reservation or fleet.up):
+            return None
+        write = asyncio.get_running_loop().create_task(
+            fleet.settle(
+                principal, address, reservation, spend=spend, invalid=code == INVALID_TOKEN
+            )
+        )
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        return write

@@ -9,7 +9,8 @@ import redis.asyncio as redis
 from support.clock import FakeClock
 from support.redis import needs_redis, redis_server
 
-from gateway.cache.redis_tier import PREFIX, Entry, SharedTier
+from gateway.cache.redis_tier import Entry, SharedTier
+from gateway.fleet import PREFIX, RedisLink
 
 pytestmark = needs_redis
 NAME = "principal:question"
@@ -21,11 +22,12 @@ async def tier() -> AsyncIterator[tuple[SharedTier, redis.Redis, FakeClock]]:
     clock = FakeClock(1000.0)
     with redis_server() as (url, _):
         raw = redis.Redis.from_url(url)
-        shared = SharedTier.from_url(url, stale=60, lock_seconds=1, timer=clock)
+        link = RedisLink.from_url(url)
+        shared = SharedTier(link, stale=60, lock_seconds=1, timer=clock)
         try:
             yield shared, raw, clock
         finally:
-            await shared.aclose()
+            await link.aclose()
             await raw.aclose()
 
 
