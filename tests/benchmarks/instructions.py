@@ -63,7 +63,7 @@ def _create_app() -> Callable[..., Any]:
     return create_app
 
 
-async def _drive(scenario: str, requests: int) -> None:
+async def _drive(scenario: str, requests: int, redis_url: str = "") -> None:
     import httpx
 
     from gateway.config import Settings
@@ -72,8 +72,19 @@ async def _drive(scenario: str, requests: int) -> None:
         return httpx.Response(200, json={"code": 200, "status": "success", "cnt": 7})
 
     settings = Settings(
-        upstream_url="http://stub.invalid", rate_limit=0, max_fanout=1000, log_level="WARNING"
+        upstream_url="http://stub.invalid",
+        rate_limit=0 if not redis_url else 1e6,  # with Redis, the fleet's bucket is in the path
+        rate_burst=1e6,
+        max_fanout=1000,
+        log_level="WARNING",
+        redis_url=redis_url,
     )
+    if redis_url:  # every run starts from an empty Redis: no count left by the one before
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(redis_url)
+        await client.flushdb()
+        await client.aclose()
     app = _create_app()(settings, transport=httpx.MockTransport(upstream))
     headers = [
         (b"content-type", b"application/json"),
@@ -122,7 +133,7 @@ async def _request(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) ->
     return status
 
 
-def _instructions(home: Path, scenario: str, requests: int) -> int:
+def _instructions(home: Path, scenario: str, requests: int, redis_url: str = "") -> int:
     """Callgrind's total instruction count for a process serving ``requests`` requests."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -137,6 +148,7 @@ def _instructions(home: Path, scenario: str, requests: int) -> int:
             scenario,
             "--requests",
             str(requests),
+            *(["--redis", redis_url] if redis_url else []),
         ]
         done = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -147,10 +159,10 @@ def _instructions(home: Path, scenario: str, requests: int) -> int:
         return int(totals.group(1))
 
 
-def per_request(home: Path, scenario: str, requests: int) -> float:
+def per_request(home: Path, scenario: str, requests: int, redis_url: str = "") -> float:
     """Instructions one request costs: the difference between ``2 n`` and ``n`` requests."""
-    few = _instructions(home, scenario, requests)
-    many = _instructions(home, scenario, 2 * requests)
+    few = _instructions(home, scenario, requests, redis_url)
+    many = _instructions(home, scenario, 2 * requests, redis_url)
     return (many - few) / requests
 
 
@@ -160,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--baseline", type=Path)
+    parser.add_argument("--redis", default="", help="a Redis URL: measure with the fleet tier on")
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
-        asyncio.run(_drive(args.drive, args.requests))
+        asyncio.run(_drive(args.drive, args.requests, args.redis))
         return 0
     homes = {"ours": ROOT}
     if args.baseline is not None:
@@ -172,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     print(" | ours / baseline |" if args.baseline else " |")
     print("|---|" + "--:|" * (len(homes) + (1 if args.baseline else 0)))
     for scenario in args.scenarios.split(","):
-        counts = {name: per_request(home, scenario, args.requests) for name, home in homes.items()}
+        counts = {
+            name: per_request(home, scenario, args.requests, args.redis)
+            for name, home in homes.items()
+        }
         row = f"| {scenario} | " + " | ".join(f"{counts[name]:,.0f}" for name in homes) + " |"
         if args.baseline:
             row += f" {counts['ours'] / counts['baseline']:.3f}x |"
