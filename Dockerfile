@@ -26,7 +26,15 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 # gateway/ includes GraphiQL's built assets (gateway/ide_assets): no Node stage.
 COPY gateway ./gateway
-# The same install as CI's: a wheel of the project, its dependencies from PyPI.
+# Offline (air-gapped) builds: wheels of the dependencies and of setuptools in
+# ./wheelhouse, made by the image's own Python, and --build-arg PIP_NO_INDEX=1;
+# pip then installs from them alone (the README says how). Otherwise the
+# wheelhouse holds only its README and pip uses the index.
+COPY wheelhouse ./wheelhouse
+ARG PIP_NO_INDEX=0
+ENV PIP_FIND_LINKS=/src/wheelhouse
+# The same install as CI's: a wheel of the project, its dependencies from PyPI
+# (or from the wheelhouse alone).
 RUN pip install .
 
 # ---- runtime: the venv on a clean base, no compilers, no pip cache ----------
