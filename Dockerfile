@@ -50,6 +50,10 @@ RUN groupadd --system --gid 10001 gateway \
 
 COPY --from=build /opt/venv /opt/venv
 
+# Nothing but /tmp is writable by the gateway's user: the base leaves /var/tmp
+# world-writable too. (-xdev: the build's /proc, /sys and /dev are not the image's.)
+RUN find / -xdev -perm -o+w ! -type l ! -path /tmp -exec chmod o-w {} +
+
 # Production defaults; every GATEWAY_* is listed in the README's Settings table.
 # GATEWAY_SHUTDOWN_TIMEOUT bounds how long in-flight requests get after SIGTERM:
 # give the container more than GATEWAY_DRAIN_SECONDS + that before it is
