@@ -82,7 +82,7 @@ def checked(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> str:
     )
     if result.returncode != 0:
         tail = (result.stdout + result.stderr)[-4000:]
-        raise CommandError(f"{' '.join(argv[:6])} ... exited {result.returncode}:\n{tail}")
+        raise CommandError(f"{' '.join(argv)}\nexited {result.returncode}:\n{tail}")
     return result.stdout.strip()
 
 
