@@ -24,7 +24,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # README.md is the package's long description: the build needs it.
 COPY pyproject.toml README.md ./
-# gateway/ includes GraphiQL's built assets (gateway/ide_assets): no Node stage.
+# gateway/ includes GraphiQL's built assets (gateway/http/ide_assets): no Node stage.
 COPY gateway ./gateway
 # Offline (air-gapped) builds: wheels of the dependencies and of setuptools in
 # ./wheelhouse, made by the image's own Python, and --build-arg PIP_NO_INDEX=1;
@@ -54,7 +54,7 @@ COPY --from=build /opt/venv /opt/venv
 # world-writable too. (-xdev: the build's /proc, /sys and /dev are not the image's.)
 RUN find / -xdev -perm -o+w ! -type l ! -path /tmp -exec chmod o-w {} +
 
-# Production defaults; every GATEWAY_* is listed in the README's Settings table.
+# Production defaults; every GATEWAY_* is listed in docs/settings.md.
 # GATEWAY_SHUTDOWN_TIMEOUT bounds how long in-flight requests get after SIGTERM:
 # give the container more than GATEWAY_DRAIN_SECONDS + that before it is
 # killed (docker run --stop-timeout 30; terminationGracePeriodSeconds in k8s/).

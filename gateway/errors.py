@@ -1,13 +1,19 @@
 """The gateway's error tree and its table of stable codes.
 
-Every failure a client can see is one of these, and each class carries the
-``code`` that lands in ``extensions.code`` plus whether retrying may help::
+Every failure a client can see is one of these; each class carries the
+``code`` that lands in ``extensions.code`` and whether retrying may help::
 
     GatewayError
     ├── UnauthenticatedError        UNAUTHENTICATED        no credentials; upstream 1014
     │   └── KnownInvalidCredentialError*                   1014 a moment ago: not called again
     ├── ForbiddenError              FORBIDDEN              upstream 1015
     ├── BadUserInputError           BAD_USER_INPUT         our validation; upstream 1000, 1047
+    │   └── FanoutExceededError                            more upstream calls than a request may
+    ├── RequestError                                       (abstract) the HTTP request is unusable
+    │   ├── MalformedRequestError   GRAPHQL_PARSE_FAILED   not JSON; a parameter of the wrong type
+    │   └── UnsupportedRequestError BAD_USER_INPUT         method, media type, size, batch
+    ├── DocumentError               GRAPHQL_VALIDATION_FAILED  a document over a limit, an
+    │                                                      operation that cannot be chosen
     ├── RateLimitedError*           RATE_LIMITED           the gateway's own per-client limit
     │   └── NewCredentialsLimitedError*                    too many new credentials, one address
     ├── InternalServerError         INTERNAL_SERVER_ERROR  anything unexpected (message masked)
@@ -26,12 +32,10 @@ Every failure a client can see is one of these, and each class carries the
                                                            invalid HTTP, over a limit, a coding
 
 The starred classes are the gateway's own refusals: the upstream was not
-called, and ``refusal`` names the kind (a closed set, for metrics).
-
-Two more codes belong to GraphQL itself and have no class here, because
-graphql-core raises them: ``GRAPHQL_PARSE_FAILED`` and
-``GRAPHQL_VALIDATION_FAILED``. Messages are written by us; the upstream's own
-text, URLs and exception names never reach a client.
+called, and ``refusal`` names the kind (a closed set, for metrics). Documents
+that graphql-core itself cannot parse or validate keep its errors, under the
+same two GraphQL codes. Messages are written by us; the upstream's own text,
+URLs and exception names never reach a client.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ class GatewayError(Exception):
             ext["upstreamCode"] = self.upstream_code
         return ext
 
+    def formatted(self) -> dict[str, Any]:
+        """This error as one entry of a response's ``errors``."""
+        return {"message": self.message, "extensions": self.extensions()}
+
 
 class UnauthenticatedError(GatewayError):
     """No usable credentials, or the upstream rejected them (1014)."""
@@ -86,6 +94,39 @@ class BadUserInputError(GatewayError):
     """The request is wrong in a way the client must fix (also 1000, 1047)."""
 
     code = "BAD_USER_INPUT"
+
+
+class FanoutExceededError(BadUserInputError):
+    """The request would cause more upstream calls than one request may."""
+
+
+class RequestError(GatewayError):
+    """The HTTP request itself is unusable: answered with ``status`` and this one error."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+class MalformedRequestError(RequestError):
+    """The body is not JSON, or a request parameter has the wrong type (HTTP 400)."""
+
+    code = PARSE_FAILED
+
+
+class UnsupportedRequestError(RequestError):
+    """A method, media type, size or batch the endpoint does not serve (HTTP 4xx)."""
+
+    code = "BAD_USER_INPUT"
+
+
+class DocumentError(GatewayError):
+    """A document over a limit of ours, or an operation that cannot be chosen from it."""
+
+    code = VALIDATION_FAILED
 
 
 class RateLimitedError(GatewayError):

@@ -1,4 +1,4 @@
-// Rebuild GraphiQL's assets into gateway/ide_assets/ from this folder's lockfile:
+// Rebuild GraphiQL's assets into gateway/http/ide_assets/ from this folder's lockfile:
 //
 //   cd ide && npm ci && npm run build
 //
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, '..', 'gateway', 'ide_assets');
+const out = join(here, '..', 'gateway', 'http', 'ide_assets');
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 const common = {

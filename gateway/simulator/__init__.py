@@ -1,13 +1,8 @@
 """A faithful stand-in for DeepCall's Call Report API v2 ``reportCount``.
 
-``Simulator`` holds a seeded, generated call log (SQLite), the fault switches and
-the record of requests; ``create_simulator_app`` serves it over HTTP exactly as
-the upstream documents: both credential forms, every error code with HTTP 200,
-inclusive date bounds. Used as the gateway's embedded upstream and by the tests.
-
-Modules: ``data`` (generator and store), ``credentials`` (demo users),
-``params`` (request validation), ``faults`` (fault switches), ``state``
-(``Simulator``), ``app`` (the Starlette app).
+A seeded call log (SQLite), fault switches and a record of requests, served
+over HTTP exactly as the upstream documents. The gateway's embedded upstream
+and the tests' own; it imports nothing of the gateway.
 """
 
 from gateway.simulator.app import ERROR_MESSAGES, PATHS, create_simulator_app

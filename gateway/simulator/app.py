@@ -1,23 +1,7 @@
 """The simulated ``reportCount`` endpoint as a Starlette app.
 
-Both ``/api/v2/CallReport/reportCount`` (the code samples) and
-``/api/v2/callreport/reportCount/`` (the endpoint table) are served, each with
-and without the trailing slash; other methods get 405.
-
-A POST is handled in this order, the first failing step answering:
-
-1. Record it (``Simulator.request_count``, ``Simulator.requests``).
-2. Fault switches, if any are on: the request's credential's own, else everyone's
-   (see ``gateway.simulator.faults``).
-3. 1047 "Invalid Request Data": the body is empty, not JSON, or not an object.
-4. 1000 "Invalid parameters": credential form or a parameter is wrong
-   (see ``gateway.simulator.params``); shape problems come before identity.
-5. 1014 "Invalid token": unknown ssid, unknown user id, wrong or expired token.
-6. 1015 "Permission denied": the user lacks LIST_CALL_LOG.
-7. Success: ``{"code":200,"status":"success","cnt":N}`` over the user's own account.
-
-Every upstream error is HTTP 200 with ``{"status":"error","message":…,"code":N}``.
-1009 and 1010 happen only through ``Faults.error_code`` (or a database failure, 1009).
+Both documented paths are served, with and without a trailing slash; every
+upstream error is HTTP 200 with ``{"status":"error","message":…,"code":N}``.
 """
 
 from __future__ import annotations
@@ -103,7 +87,15 @@ async def _fault_response(faults: Faults) -> Response | None:
 
 
 async def report_count(request: Request) -> Response:
-    """``POST …/reportCount``: count the caller's calls that match ``filter``."""
+    """``POST …/reportCount``: count the caller's calls that match ``filter``.
+
+    In this order, the first failing step answering: record the request; fault
+    switches (the credential's own, else everyone's); 1047 for a body that is
+    empty, not JSON or not an object; 1000 for a wrong credential form or
+    parameter (shape before identity); 1014 for an unknown ssid or user id, a
+    wrong or expired token; 1015 without LIST_CALL_LOG; else the count over the
+    user's own account. 1009 and 1010 come only from ``Faults.error_code``.
+    """
     simulator: Simulator = request.app.state.simulator
     payload = simulator.record(await request.body())
     faulted = await _fault_response(simulator.faults_of(payload))

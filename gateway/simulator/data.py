@@ -1,12 +1,7 @@
 """The simulated call log: a seeded generator and the SQLite store that counts it.
 
-The generator is deterministic: the same ``seed``, ``calls`` and ``now`` give the
-same rows, in the same order, on every machine (only ``random.Random`` is used).
-Calls are spread over the 90 days before ``now`` with a working-week, office-hours
-shape, across three accounts that each have their own agents and campaigns.
-
-Times are wall-clock strings in the simulator's time zone, formatted the way the
-upstream wants them (``"YYYY-MM-DD HH:MM:SS"``), so they compare correctly as text.
+The same ``seed``, ``calls`` and ``now`` give the same rows on every machine.
+Times are the upstream's ``"YYYY-MM-DD HH:MM:SS"`` strings, compared as text.
 """
 
 from __future__ import annotations

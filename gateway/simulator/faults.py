@@ -1,21 +1,4 @@
-"""Fault switches: test-only ways to make the simulated upstream misbehave.
-
-Tests flip plain attributes, usually from another thread than the one serving
-requests; the app reads them when each request arrives. Everything is off by
-default and ``reset()`` turns everything off again. The app applies them in
-this order, after recording the request:
-
-1. ``latency``: wait that many seconds.
-2. ``hang``: hold the request until ``release()`` (or ``reset()``), at most an hour.
-3. ``http_status``: answer with that non-200 status and a small HTML body.
-4. ``non_json``: answer 200 with an HTML body.
-5. ``wrong_shape``: answer 200 with JSON that is neither success nor error.
-6. ``error_code``: answer 200 with the error shape and that code (any int).
-
-``Simulator.faults`` applies to every request; ``Simulator.faults_for(id)`` to
-the requests of one credential (its ssid or its userId) only, and takes the
-place of the first for them while any of its switches is on.
-"""
+"""Fault switches: test-only ways to make the simulated upstream misbehave."""
 
 from __future__ import annotations
 
@@ -27,7 +10,15 @@ HANG_LIMIT = 3600.0
 
 
 class Faults:
-    """Mutable fault switches shared by a simulator and its tests."""
+    """Mutable fault switches shared by a simulator and its tests, all off by default.
+
+    Tests flip plain attributes (often from another thread); each request reads
+    them as it arrives, after it is recorded, in this order: ``latency`` (wait),
+    ``hang`` (hold until ``release()``, an hour at most), ``http_status`` (that
+    status, an HTML body), ``non_json``, ``wrong_shape``, ``error_code`` (the
+    error shape with that code). ``Simulator.faults`` applies to every request;
+    ``Simulator.faults_for(id)`` to one credential's, in place of the first.
+    """
 
     latency: float
     hang: bool

@@ -1,21 +1,4 @@
-"""Validation of a ``reportCount`` body: everything that answers 1000 "Invalid parameters".
-
-The rules, chosen to follow the upstream's documentation strictly:
-
-- Credentials: exactly one form. ``ssid`` (a non-empty string), or ``userId`` and
-  ``token`` together (non-empty strings; an integer ``userId`` is tolerated and
-  read as its decimal string, because JSON clients often send ids as numbers).
-  Both forms at once (``ssid`` with ``userId`` or ``token``), neither, or half of
-  the second form is 1000.
-- ``filter`` is an object. ``dtGte``/``dtLte`` are ``"YYYY-MM-DD HH:MM:SS"``
-  naming a real date and time; ``agtIds`` and ``st`` are arrays of strings;
-  ``campId`` is an integer (``true``/``false`` and ``1.0`` are not).
-- ``priorityFilter`` is a string of valid, padded base64 (it never changes the count).
-- A key whose value is JSON ``null`` counts as absent; an empty string
-  credential counts as absent too.
-- Unknown keys, at the top level or in ``filter``, are ignored and logged at
-  DEBUG by name (values are never logged).
-"""
+"""Validation of a ``reportCount`` body: everything that answers 1000 "Invalid parameters"."""
 
 from __future__ import annotations
 
@@ -144,7 +127,16 @@ def parse_priority_filter(value: Any) -> str | None:
 
 
 def parse_params(payload: Mapping[str, Any]) -> ReportCountParams:
-    """Validate a JSON-object body; raise ``InvalidParametersError`` (code 1000)."""
+    """Validate a JSON-object body; raise ``InvalidParametersError`` (code 1000).
+
+    Strict to the upstream's documentation: exactly one credential form
+    (``ssid``, or ``userId`` with ``token``; an integer ``userId`` is read as its
+    decimal string); ``filter`` an object whose ``dtGte``/``dtLte`` are real
+    ``"YYYY-MM-DD HH:MM:SS"`` times, ``agtIds`` and ``st`` arrays of strings and
+    ``campId`` an integer; ``priorityFilter`` padded base64. JSON ``null`` and
+    an empty credential count as absent; unknown keys are ignored and logged at
+    DEBUG by name.
+    """
     unknown = sorted(set(payload) - REQUEST_KEYS)
     if unknown:
         logger.debug("reportCount: ignoring unknown request keys %s", unknown)

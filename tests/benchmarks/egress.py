@@ -42,7 +42,7 @@ from services import (
 )
 
 sys.path.insert(0, str(ROOT / "tests"))
-from proxysupport import config_text, tinyproxy_binary
+from support.proxy import config_text, tinyproxy_binary
 
 SCENARIO = SCENARIOS["miss_vars"]
 FIRST_CAMPAIGN_ID = 5_000_000

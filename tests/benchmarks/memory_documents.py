@@ -19,9 +19,9 @@ import json
 import os
 from pathlib import Path
 
+from gateway.api.schema import create_schema
 from gateway.config import Settings
 from gateway.documents import Documents
-from gateway.schema import create_schema
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 #: One document in this many is of a new shape.

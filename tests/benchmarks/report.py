@@ -14,9 +14,10 @@ from typing import Any
 
 from load import SCENARIOS, WRK_TIMEOUT_S, Measurement
 
-OURS, APOLLO, MERCURIUS = "ours", "apollo", "mercurius"
+OURS, BASELINE, APOLLO, MERCURIUS = "ours", "baseline", "apollo", "mercurius"
 LABELS = {
     OURS: "deepcall-gateway",
+    BASELINE: "deepcall-gateway, baseline",
     APOLLO: "Apollo Server 5",
     MERCURIUS: "Mercurius 16 + graphql-jit",
 }
@@ -165,6 +166,25 @@ def render(
             f"| {_x(pair_ratio(measurements, name, lambda m: m.cpu_ms_per_request))} |"
         )
     lines += ["", "rps above 1.00x: ours faster; latency and CPU below 1.00x: ours better."]
+    if BASELINE in gateways:
+        lines += [
+            "",
+            f"## Ours / the baseline, commit {settings.get('baseline')} (median of per-run pairs)",
+            "",
+            "| scenario | ok rps | p50 | p99 | CPU ms/req |",
+            "|---|--:|--:|--:|--:|",
+        ]
+        for name in names:
+            rps, p50, p99, cpu = (
+                _x(pair_ratio(measurements, name, get, BASELINE))
+                for get in (
+                    lambda m: m.rps,
+                    lambda m: m.p50_ms,
+                    lambda m: m.p99_ms,
+                    lambda m: m.cpu_ms_per_request,
+                )
+            )
+            lines.append(f"| {name} | {rps} | {p50} | {p99} | {cpu} |")
     if MERCURIUS in gateways:
         lines += [
             "",

@@ -40,6 +40,7 @@ from report import render
 from services import (
     BENCH,
     PEER,
+    PEER_SCRIPTS,
     ROOT,
     Server,
     Services,
@@ -78,6 +79,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also run the stretch peer, Mercurius 16 + graphql-jit + undici (half again as long)",
     )
+    parser.add_argument(
+        "--peers",
+        default="apollo",
+        help="comma-separated peers from apollo, mercurius; 'none' for none (default: apollo)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the gateway of this checkout (e.g. a git worktree of an earlier commit)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.scenarios.replace(" ", ",").split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -88,6 +99,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             else "need scenarios, --runs >= 1, --duration >= 1"
         )
     args.scenarios = names
+    peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    if args.mercurius and "mercurius" not in peers:
+        peers.append("mercurius")
+    if any(p not in PEER_SCRIPTS for p in peers):
+        parser.error(f"unknown peers in {args.peers!r}: choose from {', '.join(PEER_SCRIPTS)}")
+    if args.baseline is not None and not (args.baseline / "gateway" / "__init__.py").exists():
+        parser.error(f"--baseline {args.baseline}: no gateway/ package there")
+    args.peers = tuple(peers)
     return args
 
 
@@ -99,6 +118,11 @@ def _output(command: list[str], cwd: Path = ROOT) -> str:
         return "n/a"
     lines = (done.stdout or done.stderr).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def _baseline_commit(path: Path) -> str:
+    """The baseline checkout's commit, as ``git describe`` would name it briefly."""
+    return _output(["git", "rev-parse", "--short", "HEAD"], cwd=path)
 
 
 def machine_info(python: str, node: str, wrk: str) -> dict[str, str]:
@@ -250,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration": args.duration,
         "warmup": args.warmup,
         "scenarios": args.scenarios,
+        "baseline": _baseline_commit(args.baseline) if args.baseline else None,
     }
     memory: dict[str, Any] = {}
     if not args.skip_memory:
@@ -259,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         with Services(log_dir) as services:
-            stub, ours, peer, fastest = start_all(services, node, python, mercurius=args.mercurius)
-            gateways = (ours, peer) if fastest is None else (ours, peer, fastest)
+            stub, running = start_all(
+                services, node, python, peers=args.peers, baseline=args.baseline
+            )
+            gateways = tuple(running)
             shown = ", ".join(f"{gateway.name} {gateway.url}" for gateway in gateways)
             print(f"stub {stub.url}, {shown}; logs in {log_dir}")
             measurements = benchmark(args, wrk, stub, gateways)

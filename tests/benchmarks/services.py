@@ -32,6 +32,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 START_TIMEOUT = 60.0
 SSID = "bench-ssid"
+#: The Node peers, by name, and their servers in peer/.
+PEER_SCRIPTS = {"apollo": "server.mjs", "mercurius": "mercurius.mjs"}
 
 
 class SetupError(RuntimeError):
@@ -84,7 +86,10 @@ def gateway_python() -> str:
         if not Path(candidate).exists():
             continue
         probe = subprocess.run(
-            [candidate, "-c", "import gateway.cli"], cwd=ROOT, capture_output=True, check=False
+            [candidate, "-c", "import gateway.server.runtime"],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
         )
         if probe.returncode == 0:
             return candidate
@@ -174,14 +179,16 @@ class Services:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self, name: str, command: list[str], env: dict[str, str], url: str) -> Server:
-        """Start ``command`` with its output in ``<log_dir>/<name>.log``."""
+    def start(
+        self, name: str, command: list[str], env: dict[str, str], url: str, cwd: Path = ROOT
+    ) -> Server:
+        """Start ``command`` in ``cwd`` with its output in ``<log_dir>/<name>.log``."""
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
         self._logs.append(log)
         process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -234,12 +241,41 @@ def wait_ready(server: Server, probe: str, body: bytes | None = None) -> None:
     )
 
 
+def _start_ours(
+    services: Services, name: str, python: str, stub: Server, env: dict[str, str], home: Path
+) -> Server:
+    """Our gateway from the checkout at ``home`` (its ``gateway/`` first on the path)."""
+    port = free_port()
+    return services.start(
+        name,
+        [python, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        {
+            **env,
+            "PYTHONPATH": str(home),
+            "GATEWAY_UPSTREAM_URL": stub.url,
+            "GATEWAY_RATE_LIMIT": "0",
+            "GATEWAY_LOG_LEVEL": "WARNING",
+            "GATEWAY_MAX_FANOUT": "1000",
+        },
+        f"http://127.0.0.1:{port}",
+        cwd=home,
+    )
+
+
 def start_all(
-    services: Services, node: str, python: str, *, mercurius: bool = False
-) -> tuple[Server, Server, Server, Server | None]:
-    """Start the stub, our gateway, the Apollo peer (and Mercurius); return them once all answer."""
+    services: Services,
+    node: str,
+    python: str,
+    *,
+    peers: tuple[str, ...] = ("apollo",),
+    baseline: Path | None = None,
+) -> tuple[Server, list[Server]]:
+    """Start the stub, our gateway, the baseline checkout's and the peers; once all answer.
+
+    Returns the stub and the gateways, ours first.
+    """
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    stub_port, ours_port, peer_port = free_port(), free_port(), free_port()
+    stub_port = free_port()
     stub = services.start(
         "stub",
         [node, str(PEER / "stub.mjs"), "--port", str(stub_port)],
@@ -247,39 +283,26 @@ def start_all(
         f"http://127.0.0.1:{stub_port}",
     )
     wait_ready(stub, "/stats")
-    ours = services.start(
-        "ours",
-        [python, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(ours_port)],
-        {
-            **base_env,
-            "GATEWAY_UPSTREAM_URL": stub.url,
-            "GATEWAY_RATE_LIMIT": "0",
-            "GATEWAY_LOG_LEVEL": "WARNING",
-            "GATEWAY_MAX_FANOUT": "1000",
-        },
-        f"http://127.0.0.1:{ours_port}",
-    )
-    peer = services.start(
-        "apollo",
-        [node, str(PEER / "server.mjs"), "--host", "127.0.0.1", "--port", str(peer_port)],
-        {**base_env, "NODE_ENV": "production", "UPSTREAM_URL": stub.url},
-        f"http://127.0.0.1:{peer_port}",
-    )
-    fastest = None
-    if mercurius:
+    ours = [_start_ours(services, "ours", python, stub, base_env, ROOT)]
+    if baseline is not None:
+        ours.append(_start_ours(services, "baseline", python, stub, base_env, baseline))
+    started = []
+    for name in peers:
         port = free_port()
-        fastest = services.start(
-            "mercurius",
-            [node, str(PEER / "mercurius.mjs"), "--host", "127.0.0.1", "--port", str(port)],
-            {**base_env, "NODE_ENV": "production", "UPSTREAM_URL": stub.url},
-            f"http://127.0.0.1:{port}",
+        started.append(
+            services.start(
+                name,
+                [node, str(PEER / PEER_SCRIPTS[name]), "--host", "127.0.0.1", "--port", str(port)],
+                {**base_env, "NODE_ENV": "production", "UPSTREAM_URL": stub.url},
+                f"http://127.0.0.1:{port}",
+            )
         )
-    wait_ready(ours, "/readyz")
+    for gateway in ours:
+        wait_ready(gateway, "/readyz")
     probe = json.dumps({"query": "{ __typename }"}).encode()
-    wait_ready(peer, "/graphql", probe)
-    if fastest is not None:
-        wait_ready(fastest, "/graphql", probe)
-    return stub, ours, peer, fastest
+    for peer in started:
+        wait_ready(peer, "/graphql", probe)
+    return stub, ours + started
 
 
 def set_stub_latency(stub: Server, latency_ms: float) -> None:

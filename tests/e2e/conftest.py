@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from simsupport import run_app, run_simulator
+from support.servers import run_app, run_simulator
 
-from gateway.app import create_app
 from gateway.config import Settings
+from gateway.server import create_app
 from gateway.simulator import DEMO_CREDENTIALS, DemoCredential, Simulator
 
 ACME = next(c for c in DEMO_CREDENTIALS if c.name == "acme-admin")

@@ -26,13 +26,14 @@ import httpx
 import pytest
 import trustme
 from conftest import ACME, Gateway, headers_for
-from proxysupport import OUTBOUND_ADDRESS, VIA_NAME, run_tinyproxy
-from simsupport import expected_count, run_app
 from starlette.types import ASGIApp, Receive, Scope, Send
+from support.proxy import OUTBOUND_ADDRESS, VIA_NAME, run_tinyproxy
+from support.servers import run_app
+from support.simulator import expected_count
 
-from gateway.app import create_app
 from gateway.config import Settings
-from gateway.logs import JsonFormatter
+from gateway.observe.logs import JsonFormatter
+from gateway.server import create_app
 from gateway.simulator import Simulator, create_simulator_app
 
 TWO_COUNTS = (

@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis_graphql import Mode, from_schema, nodes
-from simsupport import run_app
+from support.servers import run_app
 
-from gateway.app import create_app
 from gateway.config import Settings
 from gateway.errors import CODES as ERROR_CODES
+from gateway.server import create_app
 from gateway.simulator import Simulator
 
 SCHEMA_SDL = (Path(__file__).parents[2] / "schema.graphql").read_text(encoding="utf-8")

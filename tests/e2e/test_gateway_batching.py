@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from conftest import ACME, GLOBEX, Gateway, headers_for
-from simsupport import FakeClock
+from support.clock import FakeClock
 
 from gateway.simulator import Simulator
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ACME, GLOBEX, Gateway, headers_for
 from graphql.execution import Executor
 
-from gateway.context import RequestBudget, RequestContext
+from gateway.api import RequestBudget, RequestContext
 from gateway.simulator import Simulator
 
 COUNT_WITH_FILTER = (

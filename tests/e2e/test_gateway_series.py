@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from conftest import ACME, Gateway, headers_for
-from simsupport import FakeClock
+from support.clock import FakeClock
 
 from gateway.simulator import Simulator
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import ACME, VIEWER, Gateway, headers_for
 
-from gateway.literals import split
+from gateway.documents.literals import split
 from gateway.simulator import Simulator
 
 SERIES = (

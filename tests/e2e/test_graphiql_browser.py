@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import ACME, Gateway, headers_for
 
-from gateway.ide import example_query
+from gateway.http.ide import example_query
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [

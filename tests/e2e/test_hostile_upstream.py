@@ -1,7 +1,7 @@
 """The gateway against a hostile upstream: each misbehaviour ends coded, in time, and bounded.
 
 One gateway process for the module (``deepcall-gateway serve``, default
-settings but short timeouts) in front of ``tests/hostile.py``'s server, one
+settings but short timeouts) in front of ``tests/support/hostile.py``'s server, one
 test per behaviour. Each proves what issue 12's acceptance asks: the GraphQL
 answer carries the expected ``UPSTREAM_*`` code (or the count, where a client
 should get one) within the try's timeout; the gateway's peak resident set grew
@@ -11,7 +11,7 @@ within 1.5 s after. The gateway's timeout is also its deadline, so a try that
 times out is not retried, while fast transient failures are (three retries at
 most): how many requests the upstream saw tells what was held transient.
 
-Memory and sockets come from /proc (``tests/procfs.py``); the peak RSS is reset
+Memory and sockets come from /proc (``tests/support/procfs.py``); the peak RSS is reset
 before each behaviour, so each is measured on its own.
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 import pytest
-from hostile import BEHAVIOURS, COUNT, HostileUpstream
-from procfs import peak_rss, reset_peak_rss, sockets
-from simsupport import free_port, process
+from support.hostile import BEHAVIOURS, COUNT, HostileUpstream
+from support.procfs import peak_rss, reset_peak_rss, sockets
+from support.servers import free_port, process
 
 TIMEOUT = 1.0
 """GATEWAY_UPSTREAM_TIMEOUT and GATEWAY_UPSTREAM_DEADLINE, in seconds."""

@@ -1,6 +1,6 @@
 """The production image, built offline from the repository's Dockerfile and run as a platform would.
 
-One build per module (tests/e2e/imagesupport.py says how): a bookworm base
+One build per module (tests/support/image.py says how): a bookworm base
 from debootstrap, a wheelhouse filled by that base's Python, then the
 Dockerfile's offline path in a network namespace with no route out. Each test
 runs the image's own command (its CMD, its HEALTHCHECK) in a fresh container
@@ -29,22 +29,18 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 import pytest
-from imagesupport import (
-    WAIT,
+from support.image import (
     WHEELHOUSE_COMMAND,
     Buildah,
     Image,
-    Network,
-    Running,
     build_offline,
     copy_context,
     fill_wheelhouse,
-    isolated_network,
-    leftovers,
     make_base,
     missing_tools,
-    serve_simulator,
 )
+from support.processes import WAIT, Network, Running, isolated_network, leftovers
+from support.servers import run_simulator
 
 from gateway.simulator import Simulator
 
@@ -159,7 +155,7 @@ def sim() -> Iterator[Simulator]:
 @pytest.fixture(scope="module")
 def upstream(sim: Simulator, network: Network) -> Iterator[str]:
     """The simulator's URL on the host's end of the veth pair, the one place the image reaches."""
-    with serve_simulator(sim, network.host) as url:
+    with run_simulator(sim, network.host) as url:
         yield url
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ACME, GLOBEX, Gateway, headers_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.logs import JsonFormatter, TextFormatter
+from gateway.observe.logs import JsonFormatter, TextFormatter
 from gateway.simulator import Simulator
 
 SENTINEL_SSID = "sentinel-ssid-obs-4b1e"
@@ -171,7 +171,7 @@ def test_the_served_process_logs_one_json_object_per_line(upstream_url: str) -> 
     from pathlib import Path
 
     import httpx
-    from simsupport import free_port, process
+    from support.servers import free_port, process
 
     port = free_port()
     cli = str(Path(sys.executable).parent / "deepcall-gateway")

@@ -11,7 +11,7 @@ import pytest
 from conftest import ACME, Gateway, headers_for
 from nodeclients import needs_node, run_node
 
-from gateway.persisted import sha256_hex
+from gateway.http.persisted import sha256_hex
 from gateway.simulator import Simulator
 
 ANSWERED = '{ callCount(filter: {statuses: ["answered"]}) }'

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ACME, GLOBEX, headers_for
-from simsupport import free_port, process
+from support.servers import free_port, process
 
 from gateway.simulator import Simulator
 

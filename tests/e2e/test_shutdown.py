@@ -2,7 +2,7 @@
 
 Each test runs `deepcall-gateway` as a subprocess on a loopback port of its own
 choosing and follows it through its log lines, which the server writes after
-the fact they report (see ``gateway.cli.GracefulServer``).
+the fact they report (see ``gateway.server.runtime.GracefulServer``).
 """
 
 from __future__ import annotations

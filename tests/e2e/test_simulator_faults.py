@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from simsupport import error, post, run_app, run_simulator, success
 from starlette.applications import Starlette
+from support.servers import run_app, run_simulator
+from support.simulator import error, post, success
 
 from gateway.simulator import Simulator
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from simsupport import error, post, success
-from simsupport import expected_count as expected
+from support.simulator import error, post, success
+from support.simulator import expected_count as expected
 
 from gateway.simulator import PATHS, Call, Simulator
 

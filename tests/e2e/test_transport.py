@@ -17,15 +17,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import trustme
-from rawserver import OK, RawServer, answering, raw_server
-from simsupport import run_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from support.rawserver import OK, RawServer, answering, raw_server
+from support.servers import run_app
 
-from gateway.connection import InvalidAnswerError, keepalive_timeout
 from gateway.transport import PooledTransport
+from gateway.transport.connection import InvalidAnswerError, keepalive_timeout
 
 LIMITS = httpx.Limits(max_connections=10)
 

@@ -1,10 +1,10 @@
 """The upstream transport against answers it must not believe, and exchanges that end badly.
 
-Every limit of ``gateway.connection`` just under and just over its bound; the
-codings ``gateway.decoding`` refuses, on the fast path; what is left of a
+Every limit of ``gateway.transport.connection`` just under and just over its bound; the
+codings ``gateway.transport.decoding`` refuses, on the fast path; what is left of a
 connection whose exchange failed, was cancelled, or ended early (nothing, or
 a pooled connection); and what the httpx interface refuses to put on the wire.
-Servers are raw asyncio servers in the test's own loop (``tests/rawserver.py``).
+Servers are raw asyncio servers in the test's own loop (``tests/support/rawserver.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from hostile import SUCCESS, inflating_gzip
-from procfs import sockets
-from rawserver import OK, RawServer, answering, raw_server
+from support.hostile import SUCCESS, inflating_gzip
+from support.procfs import sockets
+from support.rawserver import OK, RawServer, answering, raw_server
 
-from gateway.connection import (
+from gateway.errors import UpstreamBadResponseError
+from gateway.model import CountQuery, Credential
+from gateway.transport import Origin, PooledTransport
+from gateway.transport.connection import (
     MAX_FIELD_BYTES,
     MAX_FIELDS,
     MAX_INTERIM,
@@ -32,9 +35,7 @@ from gateway.connection import (
     MAX_STALL_BYTES,
     InvalidAnswerError,
 )
-from gateway.errors import UpstreamBadResponseError
-from gateway.transport import Origin, PooledTransport
-from gateway.upstream import CountQuery, Credential, UpstreamClient
+from gateway.upstream import UpstreamClient
 
 LIMITS = httpx.Limits(max_connections=10)
 MAX_BODY = 64 * 1024

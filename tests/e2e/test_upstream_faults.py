@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import httpx
 from conftest import ACME, GLOBEX, INITECH, Gateway, headers_for
-from simsupport import FakeClock
+from support.clock import FakeClock
 
 from gateway.simulator import Simulator
 

@@ -1,0 +1,16 @@
+"""The GraphQL API: the schema, its resolvers, and what a request may spend while it runs."""
+
+from gateway.api.budget import RequestBudget
+from gateway.api.context import RequestContext
+from gateway.api.execution import execute_operation
+from gateway.api.schema import create_schema, schema_sdl
+from gateway.api.services import Services
+
+__all__ = [
+    "RequestBudget",
+    "RequestContext",
+    "Services",
+    "create_schema",
+    "execute_operation",
+    "schema_sdl",
+]

@@ -1,0 +1,199 @@
+"""GraphQL documents: parsed, limited and validated once, then cached by text and by shape.
+
+A hostile document costs one linear walk (``cost``) and never reaches
+validation or execution; a stream of new documents cannot push the rest out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cachetools import LRUCache
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    Node,
+    OperationType,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+
+from gateway.config import Settings
+from gateway.documents.cost import Limits, Operation, measure
+from gateway.documents.literals import Relocation, split
+from gateway.documents.shapes import Shape
+from gateway.errors import PARSE_FAILED, VALIDATION_FAILED, DocumentError
+
+MAX_VALIDATION_ERRORS: Final = 10
+#: Longer documents are still served, just not remembered.
+MAX_CACHED_CHARS: Final = 32 * 1024
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A document ready to execute, or the errors that reject it."""
+
+    document: DocumentNode | None
+    operations: Mapping[str | None, Operation]
+    errors: tuple[GraphQLError, ...] = ()
+    code: str = VALIDATION_FAILED
+    #: For a document made from a known shape: how its error locations move.
+    relocation: Relocation | None = None
+
+    def relocate(self, errors: list[GraphQLError]) -> None:
+        """Point the locations of execution ``errors`` into this document's own text."""
+        if self.relocation is not None:
+            self.relocation.apply(errors)
+
+    def select(self, name: str | None) -> Operation:
+        """The operation to run for ``operationName`` ``name``; raises DocumentError."""
+        if name is None and len(self.operations) > 1:
+            raise DocumentError("The document has several operations: send operationName")
+        operation = (
+            next(iter(self.operations.values()), None)
+            if name is None
+            else self.operations.get(name)
+        )
+        if operation is None:
+            raise DocumentError(f"The document has no operation named {name!r}"[:120])
+        if operation.type is not OperationType.QUERY:
+            raise DocumentError("Only queries are served")
+        return operation
+
+
+class Documents:
+    """Parses, limits and validates documents against ``schema``, remembering the results.
+
+    ``prepare(text)`` answers with a ``Prepared`` document: the AST with what
+    each operation may cost, or the errors that reject it. A text seen before
+    comes from a cache of texts; a new text of a known shape is made from the
+    shape (``Shape.instantiate``). Both caches are LRUs of ``maxsize``; a shape
+    is remembered only once a document of it passed full validation, and a
+    document made from a shape is not put in the text cache.
+    """
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        limits: Limits,
+        *,
+        introspection: bool,
+        maxsize: int = 512,
+    ) -> None:
+        self._schema = schema
+        self._limits = limits
+        self._hide_suggestions = not introspection
+        self._rules = (
+            specified_rules
+            if introspection
+            else (*specified_rules, NoSchemaIntrospectionCustomRule)
+        )
+        self._cache: LRUCache[str, Prepared] = LRUCache(maxsize=maxsize)
+        # Shape key -> the shape and its operations; None: valid, but not a usable shape.
+        self._shapes: LRUCache[str, tuple[Shape, Mapping[str | None, Operation]] | None] = LRUCache(
+            maxsize=maxsize
+        )
+
+    @classmethod
+    def for_settings(cls, schema: GraphQLSchema, settings: Settings) -> Documents:
+        """The store ``settings`` describe: their limits, introspection switch and cache size."""
+        limits = Limits(
+            max_tokens=settings.max_tokens,
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_directives=settings.max_directives,
+        )
+        return cls(
+            schema,
+            limits,
+            introspection=settings.introspection,
+            maxsize=settings.document_cache,
+        )
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    @property
+    def shapes(self) -> int:
+        """How many shapes are remembered."""
+        return len(self._shapes)
+
+    def prepare(self, text: str) -> Prepared:
+        """The prepared document for ``text`` (from cache when seen, or made from its shape)."""
+        prepared = self._cache.get(text)
+        if prepared is not None:
+            return prepared
+        if len(text) > MAX_CACHED_CHARS:
+            return self._prepare(text)
+        literals = split(text)
+        if literals is None:
+            prepared = self._cache[text] = self._prepare(text)
+            return prepared
+        known = self._shapes.get(literals.key)
+        if known is not None:
+            shape, operations = known
+            instance = shape.instantiate(literals.tokens)
+            if instance.document is None:
+                return Prepared(None, {}, tuple(instance.errors), VALIDATION_FAILED)
+            return Prepared(instance.document, operations, relocation=instance.relocation)
+        prepared = self._cache[text] = self._prepare(text)
+        if prepared.document is not None and literals.key not in self._shapes:
+            built = Shape.build(
+                self._schema,
+                text,
+                prepared.document,
+                hide_suggestions=self._hide_suggestions,
+                max_errors=MAX_VALIDATION_ERRORS,
+            )
+            self._shapes[literals.key] = None if built is None else (built, prepared.operations)
+        return prepared
+
+    def _prepare(self, text: str) -> Prepared:
+        try:
+            document = parse(text, max_tokens=self._limits.max_tokens, no_location=False)
+        except GraphQLError as error:
+            # Its traceback holds the lexer and every token read: keep only the error.
+            return Prepared(None, {}, (error.with_traceback(None),), PARSE_FAILED)
+        _forget_tokens(document)
+        try:
+            operations = measure(document, self._limits)
+        except DocumentError as error:
+            return Prepared(None, {}, (GraphQLError(error.message),), error.code)
+        errors = validate(
+            self._schema,
+            document,
+            self._rules,
+            max_errors=MAX_VALIDATION_ERRORS,
+            hide_suggestions=self._hide_suggestions,
+        )
+        if errors:
+            return Prepared(None, {}, tuple(errors), VALIDATION_FAILED)
+        return Prepared(document, operations)
+
+
+def _forget_tokens(root: Node) -> None:
+    """Drop the lexer's tokens from every location under ``root``; keep offsets and source.
+
+    Each location holds its first and last token, and tokens are a linked list, so
+    a remembered document kept every token of its text alive: two fifths of its
+    memory. Errors are located by offset and source; nothing reads the tokens.
+    """
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is tuple:
+            stack.extend(node)
+        elif isinstance(node, Node):
+            location = node.loc
+            if location is not None:
+                location.start_token = location.end_token = None  # type: ignore[assignment]
+            # getattr, not __dict__: reading that would give every node a dict of its own.
+            for key in node.keys:
+                child = getattr(node, key)
+                if type(child) is tuple or isinstance(child, Node):
+                    stack.append(child)
