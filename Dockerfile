@@ -26,7 +26,15 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 # gateway/ includes GraphiQL's built assets (gateway/http/ide_assets): no Node stage.
 COPY gateway ./gateway
-# The same install as CI's: a wheel of the project, its dependencies from PyPI.
+# Offline (air-gapped) builds: wheels of the dependencies and of setuptools in
+# ./wheelhouse, made by the image's own Python, and --build-arg PIP_NO_INDEX=1;
+# pip then installs from them alone (the README says how). Otherwise the
+# wheelhouse holds only its README and pip uses the index.
+COPY wheelhouse ./wheelhouse
+ARG PIP_NO_INDEX=0
+ENV PIP_FIND_LINKS=/src/wheelhouse
+# The same install as CI's: a wheel of the project, its dependencies from PyPI
+# (or from the wheelhouse alone).
 RUN pip install .
 
 # ---- runtime: the venv on a clean base, no compilers, no pip cache ----------
@@ -42,7 +50,11 @@ RUN groupadd --system --gid 10001 gateway \
 
 COPY --from=build /opt/venv /opt/venv
 
-# Production defaults; every GATEWAY_* is listed in the README's Settings table.
+# Nothing but /tmp is writable by the gateway's user: the base leaves /var/tmp
+# world-writable too. (-xdev: the build's /proc, /sys and /dev are not the image's.)
+RUN find / -xdev -perm -o+w ! -type l ! -path /tmp -exec chmod o-w {} +
+
+# Production defaults; every GATEWAY_* is listed in docs/settings.md.
 # GATEWAY_SHUTDOWN_TIMEOUT bounds how long in-flight requests get after SIGTERM:
 # give the container more than GATEWAY_DRAIN_SECONDS + that before it is
 # killed (docker run --stop-timeout 30; terminationGracePeriodSeconds in k8s/).

@@ -51,8 +51,10 @@ class _ThreadServer(uvicorn.Server):
 
 
 @contextmanager
-def run_app(app: ASGIApp, *, graceful_timeout: int = 2, **options: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 in a thread and yield its base URL ``http://127.0.0.1:PORT``.
+def run_app(
+    app: ASGIApp, *, graceful_timeout: int = 2, host: str = "127.0.0.1", **options: Any
+) -> Iterator[str]:
+    """Serve ``app`` on ``host`` in a thread and yield its base URL ``http://HOST:PORT``.
 
     ``options`` go to ``uvicorn.Config``; with ``ssl_certfile`` the URL is ``https://``.
     """
@@ -60,7 +62,7 @@ def run_app(app: ASGIApp, *, graceful_timeout: int = 2, **options: Any) -> Itera
     # proto says TCP, and without it every response waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
@@ -79,22 +81,22 @@ def run_app(app: ASGIApp, *, graceful_timeout: int = 2, **options: Any) -> Itera
     try:
         thread.start()
         if not server.ready.wait(START_TIMEOUT) or not server.started:
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+            raise RuntimeError(f"uvicorn did not start on {host}:{port}")
         scheme = "https" if options.get("ssl_certfile") else "http"
-        yield f"{scheme}://127.0.0.1:{port}"
+        yield f"{scheme}://{host}:{port}"
     finally:
         server.should_exit = True
         if thread.is_alive():
             thread.join(START_TIMEOUT + graceful_timeout)
         sock.close()
         if thread.is_alive():
-            raise RuntimeError(f"uvicorn on 127.0.0.1:{port} did not stop")
+            raise RuntimeError(f"uvicorn on {host}:{port} did not stop")
 
 
 @contextmanager
-def run_simulator(sim: Simulator) -> Iterator[str]:
-    """Serve ``sim`` on 127.0.0.1 in a thread and yield its base URL."""
-    with run_app(create_simulator_app(sim)) as url:
+def run_simulator(sim: Simulator, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``sim`` on ``host`` in a thread and yield its base URL."""
+    with run_app(create_simulator_app(sim), host=host) as url:
         try:
             yield url
         finally:
