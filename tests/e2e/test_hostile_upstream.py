@@ -31,16 +31,16 @@ from support.hostile import BEHAVIOURS, COUNT, HostileUpstream
 from support.procfs import peak_rss, reset_peak_rss, sockets
 from support.servers import free_port, process
 
+from gateway.api.resolvers import MAX_AGENT_IDS, MAX_ITEM_CHARS
+
 TIMEOUT = 1.0
 """GATEWAY_UPSTREAM_TIMEOUT and GATEWAY_UPSTREAM_DEADLINE, in seconds."""
 SLACK = 1.0
-"""Seconds past TIMEOUT a loaded machine may take to deliver the GraphQL answer (the 8 MB
+"""Seconds past TIMEOUT a loaded machine may take to deliver the GraphQL answer (the large
 request's own upload and parsing included)."""
 RSS_GROWTH = 64 * 1024 * 1024
 HEALTHY_WITHIN = 1.0
 SOCKETS_WITHIN = 1.5
-BIG = 8 * 1024 * 1024
-"""Bytes of filter in the request an upstream stops reading."""
 
 pytestmark = [pytest.mark.hostile, pytest.mark.slow]
 
@@ -59,7 +59,7 @@ class Expect:
     calls: int = 1
     #: Upstream requests expected, when it is not 1 (or more, for ``retried``).
     requests: int | None = None
-    #: Send a filter of BIG bytes.
+    #: Send the largest filter the gateway takes (about 100 KB of agent ids).
     big: bool = False
 
 
@@ -222,8 +222,9 @@ def ask(rig: Rig, big: bool) -> tuple[dict[str, Any], float]:
     """One callCount, of a question not asked before (no cache hit): its body and duration."""
     filter: dict[str, Any] = {"campaignId": next(CAMPAIGNS)}
     if big:
-        # Agent ids are what a filter may hold most of (extra is capped at 4 KiB).
-        filter["agentIds"] = [f"{n:08d}".ljust(1024, "x") for n in range(BIG // 1024)]
+        # Agent ids are what a filter may hold most of (extra is capped at 4 KiB): as many
+        # and as long as the filter's limits allow, a request body of about 100 KB.
+        filter["agentIds"] = [f"{n:08d}".ljust(MAX_ITEM_CHARS, "x") for n in range(MAX_AGENT_IDS)]
     started = time.monotonic()
     response = rig.client.post(
         "/graphql",
