@@ -114,8 +114,7 @@ class GraphQLEndpoint:
                 batch, operations = False, [self._from_query_string(request)]
             else:
                 media_type = self._negotiate(request)
-                settings = self.settings
-                body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+                body = await read_body(request, self.settings.max_body_bytes)
                 replayed = self._replay(caller, services, body, record, media_type)
                 if replayed is not None:
                     return replayed

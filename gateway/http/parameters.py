@@ -9,7 +9,6 @@ names a persisted one instead (``extensions.persistedQuery`` or
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +62,12 @@ def from_body(body: bytes, max_batch: int) -> tuple[bool, list[OperationRequest]
     return True, [operation(item) for item in payload]
 
 
-async def read_body(request: Request, limit: int, seconds: float = 30.0) -> bytes:
-    """The body of a JSON POST, counted against ``limit`` as it streams in, within ``seconds``."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body of a JSON POST, counted against ``limit`` as it streams in.
+
+    Its time is bounded by the server (``gateway.server.protocol``), which
+    answers 408 when a body takes longer than ``GATEWAY_BODY_TIMEOUT``.
+    """
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedRequestError("POST a JSON body (application/json)", status=415)
@@ -74,17 +77,11 @@ async def read_body(request: Request, limit: int, seconds: float = 30.0) -> byte
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    try:
-        async with asyncio.timeout(seconds):
-            async for chunk in request.stream():  # counted as it arrives, not after
-                size += len(chunk)
-                if size > limit:
-                    raise too_large
-                chunks.append(chunk)
-    except TimeoutError:
-        raise UnsupportedRequestError(
-            f"The body did not arrive within {seconds:g} s", status=408
-        ) from None
+    async for chunk in request.stream():  # counted as it arrives, not after
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

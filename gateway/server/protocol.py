@@ -1,12 +1,14 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), with a bound on what a request's head may cost.
+"""uvicorn's HTTP/1.1 protocol (httptools), with bounds on what a request may cost.
 
-uvicorn reads a request head for as long and as large as the client sends it:
-ten connections sending 30 MB of header lines each held 330 MB, and 800 that
-sent a byte now and then were never closed. Here a head (request line and
-headers) larger than ``head_limit`` bytes is answered 431, one that has not
-arrived ``head_timeout`` seconds after the connection opened (or, on a kept
-connection, after its first byte) is answered 408; either way in our JSON
-error shape, and the connection is closed.
+uvicorn reads a request for as long and as large as the client sends it: ten
+connections sending 30 MB of header lines each held 330 MB, and 800 that sent
+a byte now and then were never closed. Here a head (request line and headers)
+larger than ``head_limit`` bytes is answered 431; one that has not arrived
+``head_timeout`` seconds after the connection opened (or, on a kept
+connection, after its first byte) is answered 408, and so is a body still
+incomplete ``body_timeout`` seconds after its head. Each answer is our JSON
+error shape, and the connection is closed. The body's clock starts only when
+a read leaves a body incomplete: a request that arrives whole costs no timer.
 """
 
 from __future__ import annotations
@@ -24,21 +26,26 @@ from gateway.errors import UnsupportedRequestError
 HEAD_LIMIT: Final = 64 * 1024
 #: Seconds a request head may take to arrive.
 HEAD_TIMEOUT: Final = 10.0
+#: Seconds a request body may take to arrive after its head.
+BODY_TIMEOUT: Final = 30.0
 
 _REASONS: Final = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
-def configure(config: Config, *, head_limit: int, head_timeout: float) -> Config:
+def configure(
+    config: Config, *, head_limit: int, head_timeout: float, body_timeout: float
+) -> Config:
     """``config`` serving with this protocol and these bounds (kept on the config itself,
     which uvicorn hands to every worker process)."""
     config.http = f"{__name__}:BoundedHttpToolsProtocol"
     config.gateway_head_limit = head_limit  # type: ignore[attr-defined]
     config.gateway_head_timeout = head_timeout  # type: ignore[attr-defined]
+    config.gateway_body_timeout = body_timeout  # type: ignore[attr-defined]
     return config
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools' protocol, refusing a head past its size or its time (see the module)."""
+    """httptools' protocol, refusing a head past its size or time, a body past its time."""
 
     def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
@@ -47,6 +54,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = True
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timeout: float = getattr(config, "gateway_body_timeout", BODY_TIMEOUT)
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the clock for the first request's head."""
@@ -54,8 +63,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._start_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the head's clock with the connection."""
+        """Stop the clocks with the connection."""
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -65,8 +75,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > self._head_limit and self.parser is not None:
-            self._refuse(431, f"The request head exceeds {self._head_limit} bytes")
+        if self._in_head:
+            if self._head_bytes > self._head_limit and self.parser is not None:
+                self._refuse(431, f"The request head exceeds {self._head_limit} bytes")
+        elif self._body_timer is None and self.cycle is not None and self.cycle.more_body:
+            self._body_timer = self.loop.call_later(self._body_timeout, self._body_too_slow)
 
     def on_message_begin(self) -> None:
         """A kept connection's next request: its head gets the same bounds."""
@@ -79,6 +92,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._stop_head_timer()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The body is whole: its clock stops."""
+        self._stop_body_timer()
+        super().on_message_complete()
 
     def _start_head(self) -> None:
         self._in_head = True
@@ -95,6 +113,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._in_head and not self.transport.is_closing():
             self._refuse(408, f"The request head did not arrive within {self._head_timeout:g} s")
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        if cycle.response_started:  # answered already (a 413, say): only stop reading
+            self.transport.close()
+            return
+        self._refuse(408, f"The request body did not arrive within {self._body_timeout:g} s")
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` with one coded error, close, and read nothing more."""

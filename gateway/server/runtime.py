@@ -57,9 +57,12 @@ def uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
 
 
 def bounded(config: uvicorn.Config, settings: Settings) -> uvicorn.Config:
-    """``config`` serving HTTP with the request-head bounds of ``settings``."""
+    """``config`` serving HTTP with the request bounds of ``settings``."""
     return protocol.configure(
-        config, head_limit=settings.max_header_bytes, head_timeout=settings.header_timeout
+        config,
+        head_limit=settings.max_header_bytes,
+        head_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
     )
 
 

@@ -120,11 +120,41 @@ async def test_a_body_that_trickles_in_is_answered_408(upstream_url: str) -> Non
             b"POST /graphql HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
             b'X-DeepCall-SSID: demo-ssid-acme\r\nContent-Length: 100\r\n\r\n{"query"'
         )
+        started = time.monotonic()
         async with asyncio.timeout(WAIT):
-            head = await reader.readuntil(b"\r\n\r\n")
+            data = await reader.read()  # until the server closes
+        took = time.monotonic() - started
         writer.close()
 
+    head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert 0.9 < took < 5.0
+
+
+async def test_a_body_sent_in_pieces_within_the_timeout_is_served(
+    upstream_url: str, sim: Simulator
+) -> None:
+    """A body arriving over several reads, each well within the body timeout, is answered."""
+    body = b'{"query": "{ callCount }"}'
+    with serving(upstream_url) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /graphql HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            b"X-DeepCall-SSID: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+            % (ACME.ssid.encode(), len(body))
+        )
+        for piece in (body[:10], body[10:20], body[20:]):
+            await writer.drain()
+            await asyncio.sleep(0.3)  # the slow sender under test; 0.9 s in all, < 1 s each
+            writer.write(piece)
+        async with asyncio.timeout(WAIT):
+            data = await reader.read()
+        writer.close()
+
+    head, _, answer_body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(answer_body) == {"data": {"callCount": sim.count("acme")}}
 
 
 def test_ordinary_requests_are_served_as_ever(upstream_url: str, sim: Simulator) -> None:
