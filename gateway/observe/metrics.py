@@ -173,6 +173,17 @@ class Metrics:
             "Redis tier failures (each switches it off for a few seconds)",
             registry=registry,
         )
+        self._live(registry)
+        # Exported at 0 from the start; kept, as labels() costs a lock and a lookup.
+        self._cache_children = {
+            result: self.cache.labels(result) for result in ("hit", "miss", "join", "shared")
+        }
+        self._refusal_children = {reason: self.refusals.labels(reason) for reason in REFUSALS}
+        self._upstream_children = _LabelledPair(self.upstream_calls, self.upstream_seconds)
+        self._request_children = _LabelledPair(self.requests, self.request_seconds)
+
+    def _live(self, registry: CollectorRegistry) -> None:
+        """The live counts' metrics: streams, feeds, pollers, polls, events, ends."""
         self.live_streams = Gauge(
             "gateway_live_streams",
             "Open live streams (subscriptions), by transport: websocket, sse, multipart",
@@ -207,13 +218,6 @@ class Metrics:
             ["transport", "reason"],
             registry=registry,
         )
-        # Exported at 0 from the start; kept, as labels() costs a lock and a lookup.
-        self._cache_children = {
-            result: self.cache.labels(result) for result in ("hit", "miss", "join", "shared")
-        }
-        self._refusal_children = {reason: self.refusals.labels(reason) for reason in REFUSALS}
-        self._upstream_children = _LabelledPair(self.upstream_calls, self.upstream_seconds)
-        self._request_children = _LabelledPair(self.requests, self.request_seconds)
 
     def observe_cache(self, source: str) -> None:
         """Count one cache lookup (hit, miss, join) or one stale value served."""

@@ -204,3 +204,18 @@ def _unread_sse(url: str) -> sockets.socket:
     raw.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
     raw.sendall(request)
     return raw
+
+
+async def test_streams_are_never_compressed(sim: Simulator, upstream_url: str) -> None:
+    """`serve` declines the WebSocket's permessage-deflate that clients offer, and an SSE
+    stream asked with Accept-Encoding: gzip comes uncompressed."""
+    with served(upstream_url) as (url, _):
+        async with socket(url) as ws:
+            assert "Sec-WebSocket-Extensions" not in ws.connection.response.headers
+            assert (await ws.init(headers_for(ACME)))["type"] == "connection_ack"
+        async with (
+            httpx.AsyncClient(timeout=30, headers={"Accept-Encoding": "gzip"}) as client,
+            sse(client, f"{url}/graphql", body(QUERY % 9405), headers_for(ACME)) as stream,
+        ):
+            assert stream.response.headers.get("content-encoding", "identity") == "identity"
+            assert (await stream.next_event()).event == "next"
