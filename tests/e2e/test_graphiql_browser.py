@@ -120,6 +120,12 @@ def test_graphiql_runs_the_example_query_offline(
         (origin.hostname, origin.port)
     }, requested
     assert any(url.endswith("/graphql/ide/graphiql.js") for url in requested)
+    # monaco-graphql starts its worker when its language service first runs: on a busy
+    # machine, after everything above. Look again (each wait lets Playwright deliver events).
+    for _ in range(150):
+        if any(url.endswith("/graphql.worker.js") for url in workers):
+            break
+        page.wait_for_timeout(200)
     assert any(url.endswith("/graphql.worker.js") for url in workers), workers
     assert page.evaluate("window.__violations") == []
     assert not [text for text in console_errors if "Content Security Policy" in text]
