@@ -64,8 +64,9 @@ class Listener(Protocol):
 class Poller:
     """Asks one credential's question every ``interval`` seconds, for every feed that watches it.
 
-    The interval is the smallest ``every`` of its feeds, each poll jittered
-    down by up to a tenth so that pollers started together spread out. After a
+    The interval is the smallest ``every`` of its feeds, each one jittered by
+    up to 5% either way (the mean stays ``every``), so that pollers started
+    together spread out. After a
     failure the next poll waits twice as long, up to ``MAX_BACKOFF`` intervals.
     Its feeds hear of a change of value, of staleness or of the error's code.
     """
@@ -189,7 +190,7 @@ class Poller:
             self.ready.set_result(None)
         backoff = min(2 ** (self.failures - 1), MAX_BACKOFF) if self.failures else 1
         self._landed_at = self._loop.time()
-        self._factor = backoff * (1 - self.owner.random() * 0.1)
+        self._factor = backoff * (1 + (self.owner.random() - 0.5) * 0.1)
         if not self._lingering:
             self._schedule_next()
         if changed:
