@@ -16,7 +16,10 @@ Every failure a client can see is one of these; each class carries the
     ├── DocumentError               GRAPHQL_VALIDATION_FAILED  a document over a limit, an
     │                                                      operation that cannot be chosen
     ├── RateLimitedError*           RATE_LIMITED           the gateway's own per-client limit
-    │   └── NewCredentialsLimitedError*                    too many new credentials, one address
+    │   ├── NewCredentialsLimitedError*                    too many new credentials, one address
+    │   └── StreamLimitError                               too many live streams or pollers
+    ├── StreamEndedError            STREAM_ENDED           the gateway ended a live stream:
+    │                                                      shutting down, or its lifetime reached
     ├── InternalServerError         INTERNAL_SERVER_ERROR  anything unexpected (message masked)
     ├── PersistedQueryError                                (abstract) no persisted document
     │   ├── PersistedQueryNotFoundError   PERSISTED_QUERY_NOT_FOUND    APQ: unknown hash
@@ -159,6 +162,17 @@ class NewCredentialsLimitedError(RateLimitedError):
     refusal = "new_credentials"
 
 
+class StreamLimitError(RateLimitedError):
+    """A live stream refused: too many streams or pollers (connection, credential, process)."""
+
+
+class StreamEndedError(GatewayError):
+    """The gateway ended a live stream (it is shutting down, or the stream lived its time)."""
+
+    code = "STREAM_ENDED"
+    retryable = True
+
+
 class InternalServerError(GatewayError):
     """Anything unexpected; the real cause is only in the log."""
 
@@ -261,6 +275,7 @@ CODES: tuple[str, ...] = (
     PersistedQueryNotFoundError.code,
     PersistedQueryNotInListError.code,
     PersistedQueryIdRequiredError.code,
+    StreamEndedError.code,
     InternalServerError.code,
 )
 

@@ -83,12 +83,15 @@ class RequestContext:
             budget.served.append((key, counted.value))
         else:
             budget.replayable = False
-            self.warnings.append(
-                {
-                    "path": path,
-                    "code": "STALE_DATA",
-                    "message": "DeepCall failed; this value is from the cache, past its TTL",
-                    "ageSeconds": round(counted.stale_age, 1),
-                }
-            )
+            self.warnings.append(stale_warning(path, counted.stale_age))
         return counted.value
+
+
+def stale_warning(path: list[str | int], age: float) -> dict[str, Any]:
+    """The ``STALE_DATA`` entry of ``extensions.warnings`` for a count ``age`` seconds old."""
+    return {
+        "path": path,
+        "code": "STALE_DATA",
+        "message": "DeepCall failed; this value is from the cache, past its TTL",
+        "ageSeconds": round(age, 1),
+    }

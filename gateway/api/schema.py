@@ -1,11 +1,15 @@
-"""The Strawberry schema: ``Query.callCount``, defined once for the whole process."""
+"""The Strawberry schema: ``Query`` and ``Subscription.watch``, defined once for the process."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from gateway.api.execution import ReleasingExecutionContext
+from gateway.api.live.watch import DEFAULT_EVERY, EVERY_DESCRIPTION, resolve_watch
 from gateway.api.resolvers import call_count, call_count_series, resolve_call_count
 from gateway.api.types import SCALARS, CallCountBucket
 
@@ -32,10 +36,33 @@ class Query:
     )
 
 
+async def watch(
+    every: Annotated[int, strawberry.argument(description=EVERY_DESCRIPTION)] = DEFAULT_EVERY,
+) -> AsyncGenerator[Query, None]:
+    """Declares ``watch`` for the schema; live feeds run it with ``resolve_watch``."""
+    raise NotImplementedError("create_schema resolves watch with resolve_watch")
+    yield  # an async generator, as strawberry wants of a subscription
+
+
+@strawberry.type(description="Live counts: a query's selection, kept up to date.")
+class Subscription:
+    """The root subscription type."""
+
+    watch: AsyncGenerator[Query, None] = strawberry.subscription(
+        resolver=watch,
+        description=(
+            "The selection, now and again whenever one of its values changes (each event a "
+            "whole result, with errors per path as a query's). A selection whose windows "
+            "have all settled (GATEWAY_CACHE_SETTLE) sends one event and completes."
+        ),
+    )
+
+
 def create_schema() -> strawberry.Schema:
     """The schema. Limits and switches live in ``gateway.documents``, which runs it."""
     schema = strawberry.Schema(
         query=Query,
+        subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALARS),
         execution_context_class=ReleasingExecutionContext,
     )
@@ -44,6 +71,9 @@ def create_schema() -> strawberry.Schema:
     query_type = schema._schema.query_type
     assert query_type is not None
     query_type.fields["callCount"].resolve = resolve_call_count
+    subscription_type = schema._schema.subscription_type
+    assert subscription_type is not None
+    subscription_type.fields["watch"].resolve = resolve_watch
     return schema
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cache import CountCache, ResponseCache, TtlPolicy
 from gateway.config import Settings
 from gateway.observe import Metrics
 from gateway.upstream import GuardedClient
+
+if TYPE_CHECKING:
+    from gateway.api.live import LiveCounts
 
 
 @dataclass(frozen=True)
@@ -25,3 +28,5 @@ class Services:
     tracer: Any = None
     #: Prefills GraphiQL's headers tab (the demo credential when serving demo data).
     example_headers: dict[str, str] | None = None
+    #: The live streams, their feeds and pollers (``Subscription.watch``).
+    live: LiveCounts | None = None

@@ -86,10 +86,10 @@ class CountCache:
         """Entries held: at most ``maxsize``, some perhaps dead until read or evicted."""
         return len(self._entries)
 
-    def get(self, key: CacheKey) -> int | None:
-        """The fresh cached count for ``key``, if any."""
+    def get(self, key: CacheKey, max_age: float | None = None) -> int | None:
+        """The fresh cached count for ``key``, if any (and, with ``max_age``, no older)."""
         entry = self._entry(key)
-        if entry is None or not entry.fresh(self._timer()):
+        if entry is None or not entry.fresh(self._timer(), max_age):
             return None
         return entry.value
 
@@ -99,6 +99,7 @@ class CountCache:
         fetch: Callable[[], Awaitable[int]],
         ttl: float | None,
         then: Callable[[Counted], T],
+        max_age: float | None = None,
     ) -> T | asyncio.Future[T]:
         """``then`` of ``key``'s count: at once if fresh, else a future (shared fetch, or stale).
 
@@ -107,8 +108,10 @@ class CountCache:
         ``then`` shapes the result where it lands, without a second future. A
         fetched count is kept ``ttl`` seconds (the cache's default when None).
         Cancelling the future leaves the shared call running for the others.
+        With ``max_age`` (a live poller's refresh), a count older than that is
+        not fresh enough, here or in the Redis tier, whatever its TTL.
         """
-        fresh = self.get(key)
+        fresh = self.get(key, max_age)
         if fresh is not None:
             self._observe("hit")
             return then(Counted(fresh))
@@ -118,7 +121,8 @@ class CountCache:
         flight = self._flights.get(key)
         source = "join"
         if flight is None:
-            flight = loop.create_task(self._fly(key, fetch, self._ttl if ttl is None else ttl))
+            ttl = self._ttl if ttl is None else ttl
+            flight = loop.create_task(self._fly(key, fetch, ttl, max_age))
             self._flights[key] = flight
             source = "miss"
         self._observe(source)
@@ -174,12 +178,18 @@ class CountCache:
         """How many distinct upstream calls are under way."""
         return len(self._flights)
 
-    async def _fly(self, key: CacheKey, fetch: Callable[[], Awaitable[int]], ttl: float) -> int:
+    async def _fly(
+        self,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[int]],
+        ttl: float,
+        max_age: float | None,
+    ) -> int:
         try:
             if self._shared is None or not self._shared.up:
                 entry = Entry(await fetch(), self._timer(), ttl)
             else:
-                entry = await self._through_shared(self._shared, key, fetch, ttl)
+                entry = await self._through_shared(self._shared, key, fetch, ttl, max_age)
             if entry.ttl > 0:
                 self._keep(key, entry)
             return entry.value
@@ -192,11 +202,12 @@ class CountCache:
         key: CacheKey,
         fetch: Callable[[], Awaitable[int]],
         ttl: float,
+        max_age: float | None,
     ) -> Entry:
         name = shared_name(*key)
         held = await shared.read(name)
         if held is not None:
-            if held.fresh(self._timer()):
+            if held.fresh(self._timer(), max_age):
                 self._observe("shared")
                 return held
             if key not in self._entries:

@@ -38,9 +38,10 @@ class Entry(NamedTuple):
     fetched_at: float
     ttl: float
 
-    def fresh(self, now: float) -> bool:
-        """Whether the count is still within its TTL at ``now``."""
-        return now - self.fetched_at < self.ttl
+    def fresh(self, now: float, max_age: float | None = None) -> bool:
+        """Whether the count is still within its TTL (and ``max_age``) at ``now``."""
+        age = now - self.fetched_at
+        return age < self.ttl and (max_age is None or age < max_age)
 
 
 class SharedTier:

@@ -34,11 +34,14 @@ class TtlPolicy:
 
     def ttl_for(self, query: CountQuery) -> float:
         """Seconds to keep ``query``'s count."""
+        return self._settled if self.settled(query) else self._ttl
+
+    def settled(self, query: CountQuery) -> bool:
+        """Whether ``query``'s window ended more than ``settle`` seconds ago: it won't change."""
         if query.until is None:
-            return self._ttl
+            return False
         try:
             end = dt.datetime.fromisoformat(query.until).replace(tzinfo=self._zone)
         except ValueError:
-            return self._ttl
-        settled = end.timestamp() < self._clock() - self._settle
-        return self._settled if settled else self._ttl
+            return False
+        return end.timestamp() < self._clock() - self._settle

@@ -23,8 +23,12 @@ GROUPS: Final = {
     "rate_limit": "Limits towards the upstream",
     "max_aliases": "Documents and requests",
     "allow_get": "HTTP surface",
+    "live_min_every": "Live counts (subscriptions)",
     "log_level": "Process",
 }
+
+#: Defaults that follow another setting, as the reference states them.
+DERIVED: Final = {"live_poll_rate": "half of `GATEWAY_RATE_LIMIT`"}
 
 _HEAD: Final = """\
 # Settings
@@ -74,7 +78,8 @@ def render() -> str:
         if group is not None:
             lines += ["", f"## {group}", "", "| variable | default | meaning |", "|---|---|---|"]
         meaning = docs.get(field.name, "").replace("|", "\\|")
-        lines.append(f"| `GATEWAY_{field.name.upper()}` | {shown(field.default)} | {meaning} |")
+        default = DERIVED.get(field.name) or shown(field.default)
+        lines.append(f"| `GATEWAY_{field.name.upper()}` | {default} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

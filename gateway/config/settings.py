@@ -179,6 +179,35 @@ class Settings:
     """Comma-separated origins allowed by CORS, e.g. `https://dash.example.com`; preflights are
     cached 10 minutes.
     """
+    live_min_every: float = 5.0
+    """Seconds: the shortest `every` a `watch` subscription may ask; a shorter one is raised to
+    it.
+    """
+    live_heartbeat: float = 15.0
+    """Seconds between heartbeats on a quiet stream: an SSE comment, a multipart `{}`, a
+    WebSocket ping (`deepcall-gateway serve`).
+    """
+    live_max_lifetime: float = 3600.0
+    """Seconds a stream lives (over a WebSocket: the connection) before the gateway ends it, so
+    that the client subscribes again with its current credentials.
+    """
+    live_streams: int = 10_000
+    """Open streams in the process, every transport and caller together."""
+    live_streams_per_credential: int = 100
+    """Open streams of one credential (at most `GATEWAY_LIVE_STREAMS`)."""
+    live_streams_per_connection: int = 50
+    """Subscriptions open at once on one WebSocket."""
+    live_pollers: int = 10_000
+    """Distinct questions polled at once in the process (one poller per credential and
+    question, however many streams ask it).
+    """
+    live_pollers_per_credential: int = 500
+    """Distinct questions one credential's streams may have polled at once."""
+    live_poll_rate: float | None = None
+    """Upstream polls per second one credential's pollers may cause together (a poller every
+    10 s counts 0.1); a stream that would pass it is `RATE_LIMITED`. Default half of
+    `GATEWAY_RATE_LIMIT` (the other half stays for its queries); unlimited when that is `0`.
+    """
     log_level: str = "INFO"
     """`DEBUG`, `INFO`, `WARNING`, `ERROR`."""
     log_format: str = "text"
@@ -214,6 +243,13 @@ class Settings:
     def listed_documents(self) -> dict[str, str]:
         """The trusted documents of ``persisted_documents`` by id, read once; ValueError if bad."""
         return load_manifest(self.persisted_documents) if self.persisted_documents else {}
+
+    @property
+    def live_poll_budget(self) -> float:
+        """Upstream polls per second one credential's pollers may cause; 0 for unlimited."""
+        if self.live_poll_rate is not None:
+            return self.live_poll_rate
+        return self.rate_limit / 2
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -310,6 +346,14 @@ RANGES: dict[str, tuple[float, float]] = {
     "shutdown_timeout": (0, 3600),
     "drain_seconds": (0, 600),
     "workers": (1, 64),
+    "live_min_every": (1, 3600),
+    "live_heartbeat": (0.1, 300),
+    "live_max_lifetime": (1, 7 * 86_400),
+    "live_streams": (1, 1_000_000),
+    "live_streams_per_credential": (1, 1_000_000),
+    "live_streams_per_connection": (1, 10_000),
+    "live_pollers": (1, 1_000_000),
+    "live_pollers_per_credential": (1, 1_000_000),
 }
 
 
@@ -392,6 +436,14 @@ def _check_together(
             f"{named('upstream_concurrency')} (keep it below, so that one caller cannot hold "
             "every upstream slot)"
         )
+    poll_rate = values["live_poll_rate"]
+    if poll_rate is not None and not 0 <= poll_rate <= 1_000_000:
+        reader.fail(f"GATEWAY_LIVE_POLL_RATE={poll_rate!r} is out of range: expected 0 to 1000000")
+    elif poll_rate is not None and values["rate_limit"] and poll_rate > values["rate_limit"]:
+        reader.fail(
+            "GATEWAY_LIVE_POLL_RATE must not exceed GATEWAY_RATE_LIMIT (polls spend the "
+            "credential's rate limit)"
+        )
     if values["upstream_concurrency"] > values["upstream_max_connections"]:
         reader.fail(
             f"{named('upstream_concurrency')} must not exceed {named('upstream_max_connections')} "
@@ -408,4 +460,5 @@ _CASTS: dict[str, Callable[[Any], Any]] = {
     "log_level": reading.log_level,
     "log_format": reading.log_format,
     "env": reading.lower,
+    "live_poll_rate": float,
 }

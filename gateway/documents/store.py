@@ -34,6 +34,16 @@ MAX_VALIDATION_ERRORS: Final = 10
 MAX_CACHED_BYTES: Final = 32 * 1024
 
 
+QUERIES_ONLY: Final = frozenset({OperationType.QUERY})
+_REFUSED: Final = {
+    OperationType.SUBSCRIPTION: (
+        "A subscription streams: ask with Accept: text/event-stream or multipart/mixed, "
+        "or over the WebSocket"
+    ),
+    OperationType.QUERY: "Only subscriptions stream: POST queries as JSON",
+}
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A document ready to execute, or the errors that reject it."""
@@ -50,8 +60,9 @@ class Prepared:
         if self.relocation is not None:
             self.relocation.apply(errors)
 
-    def select(self, name: str | None) -> Operation:
-        """The operation to run for ``operationName`` ``name``; raises DocumentError."""
+    def select(self, name: str | None, kinds: frozenset[OperationType] = QUERIES_ONLY) -> Operation:
+        """The operation to run for ``operationName`` ``name``, one of ``kinds``; raises
+        DocumentError."""
         if name is None and len(self.operations) > 1:
             raise DocumentError("The document has several operations: send operationName")
         operation = (
@@ -61,8 +72,8 @@ class Prepared:
         )
         if operation is None:
             raise DocumentError(f"The document has no operation named {name!r}"[:120])
-        if operation.type is not OperationType.QUERY:
-            raise DocumentError("Only queries are served")
+        if operation.type not in kinds:
+            raise DocumentError(_REFUSED.get(operation.type, "Only queries are served"))
         return operation
 
 

@@ -5,6 +5,7 @@ from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.ide import ASSETS, ASSETS_PATH
 from gateway.http.persisted import PersistedDocuments
 from gateway.http.responses import REQUEST_ID_HEADER
+from gateway.http.websocket import LiveSocket
 
 __all__ = [
     "ASSETS",
@@ -14,6 +15,7 @@ __all__ = [
     "SSID_HEADER",
     "Callers",
     "GraphQLEndpoint",
+    "LiveSocket",
     "PersistedDocuments",
     "TrustedProxies",
 ]

@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.http.callers import Callers
 from gateway.http.ide import graphiql_response
-from gateway.http.media import JSON, negotiate, status_for
+from gateway.http.media import JSON, negotiate, status_for, stream_type
 from gateway.http.parameters import (
     OPERATION_PARAMS,
     OperationRequest,
@@ -45,6 +45,8 @@ from gateway.http.persisted import PersistedDocuments, Resolved
 from gateway.http.record import RequestRecord, request_id_of
 from gateway.http.responses import REQUEST_ID_HEADER, error_response
 from gateway.http.safety import refuse_non_queries
+from gateway.http.streaming import HTTPStreams
+from gateway.http.subscribe import Subscriptions
 from gateway.model import Caller
 from gateway.observe import tracing
 
@@ -72,6 +74,9 @@ class GraphQLEndpoint:
             persisted = PersistedDocuments(persisted_only=False, maxsize=settings.apq_cache)
         self.persisted = persisted
         self.documents = Documents.for_settings(schema._schema, settings)
+        # Subscriptions stream (gateway.http.streaming, gateway.http.websocket); queries never do.
+        self.subscriptions = Subscriptions(schema, settings, persisted, self.documents)
+        self.streams = HTTPStreams(self.subscriptions, settings.live_heartbeat)
 
     async def handle(self, request: Request) -> Response:
         """Handle one HTTP request to ``/graphql``: answer, count it, log one line."""
@@ -120,6 +125,10 @@ class GraphQLEndpoint:
                     return replayed
                 batch, operations = from_body(body, self.settings.max_batch)
             prepared = self._prepare(operations, only_queries=request.method == "GET")
+            if request.method == "POST" and not batch:
+                streamed = self.streams.response(request, operations, prepared, caller, record)
+                if streamed is not None:
+                    return streamed
         except RequestError as exc:
             record.codes.append(exc.code)
             return error_response(exc, record.request_id, media_type)
@@ -140,8 +149,12 @@ class GraphQLEndpoint:
         return error_response(refused, request_id)
 
     def _negotiate(self, request: Request) -> str:
-        """The response's media type for the request's ``Accept``; a 406 when none fits."""
-        media_type = negotiate(request.headers.get("accept"))
+        """The response's media type for the request's ``Accept``; a 406 when none fits.
+
+        A client that accepts only a stream gets JSON for what does not stream.
+        """
+        accept = request.headers.get("accept")
+        media_type = negotiate(accept) or (JSON if stream_type(accept) else None)
         if media_type is None:
             raise UnsupportedRequestError(
                 "Accept application/graphql-response+json or application/json", status=406

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Final
 
+from strawberry.http.streaming import MultipartSubscriptionTransport, SSETransport
+
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
 JSON: Final = "application/json"
 #: Ours, best first when a client rates both the same.
@@ -42,6 +44,38 @@ def negotiate(accept: str | None) -> str | None:
         if chosen is None or rank > best:
             best, chosen = rank, served
     return chosen
+
+
+#: The streaming transports, as ``stream_type`` names them.
+SSE: Final = "sse"
+MULTIPART: Final = "multipart"
+_MULTIPART = MultipartSubscriptionTransport()
+_SSE = SSETransport()
+
+
+@functools.lru_cache(maxsize=256)
+def stream_type(accept: str | None) -> str | None:
+    """The stream a subscription is answered with for ``accept``: SSE, multipart or None.
+
+    ``text/event-stream`` is GraphQL over SSE (distinct connections);
+    ``multipart/mixed`` with ``subscriptionSpec=1.0`` is Apollo's multipart
+    subscriptions. Only subscriptions stream: a query is answered in JSON
+    whatever the ``Accept``.
+    """
+    if not accept:
+        return None
+    if _SSE.accepts(accept):
+        return SSE
+    if any(_multipart(part) for part in accept.split(",")):
+        return MULTIPART
+    return None
+
+
+def _multipart(media_range: str) -> bool:
+    try:
+        return _MULTIPART.accepts(media_range.strip())
+    except (AssertionError, ValueError):
+        return False
 
 
 def status_for(media_type: str, body: dict[str, Any]) -> int:

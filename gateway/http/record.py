@@ -85,3 +85,28 @@ class RequestRecord:
                     "deepcall.outcome": self.outcome,
                 }
             )
+
+
+def log_stream_end(
+    request_id: str,
+    transport: str,
+    operation: str | None,
+    *,
+    events: int,
+    seconds: float,
+    reason: str,
+    codes: list[str] | None = None,
+) -> None:
+    """The log line of one live stream, when it ends: how long, how many events, why."""
+    if not request_logger.isEnabledFor(logging.INFO):
+        return
+    event = {
+        "request_id": request_id,
+        "transport": transport,
+        "operations": [operation],
+        "events": events,
+        "duration_ms": round(seconds * 1000, 2),
+        "outcome": reason,
+        "codes": sorted(set(codes or ())),
+    }
+    request_logger.info("stream", extra={"event": event})

@@ -62,5 +62,20 @@ def configure_logging(level: str, format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Our own request lines replace uvicorn's access log.
+    # Our own request lines replace uvicorn's access log, the WebSocket's too.
     logging.getLogger("uvicorn.access").disabled = True
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(known, NoSocketAccessLog) for known in error_log.filters):
+        error_log.addFilter(NoSocketAccessLog())
+
+
+class NoSocketAccessLog(logging.Filter):
+    """Drops uvicorn's access lines of WebSockets (they name the client's address) and its
+    line per opened and closed socket; our stream lines say what happened instead."""
+
+    _DROPPED: Final = ("connection open", "connection closed", "connection rejected")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` is kept."""
+        message = record.msg if isinstance(record.msg, str) else ""
+        return not (message.startswith('%s - "WebSocket') or message.startswith(self._DROPPED))

@@ -7,6 +7,7 @@ documented upstream codes or a failure kind, cache results one of four words.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from typing import Final, Protocol
 
 from prometheus_client import (
@@ -50,6 +51,19 @@ class Slots(Protocol):
     def in_use(self) -> int: ...
     @property
     def waiting(self) -> int: ...
+
+
+class Live(Protocol):
+    """What the metrics read of the live streams (``gateway.api.live.LiveCounts``)."""
+
+    @property
+    def feeds(self) -> int: ...
+    @property
+    def pollers(self) -> Sized: ...
+    @property
+    def transports(self) -> tuple[str, ...]: ...
+    @property
+    def end_reasons(self) -> tuple[str, ...]: ...
 
 
 def upstream_result(error: BaseException | None) -> str:
@@ -166,6 +180,7 @@ class Metrics:
             "because Redis did not answer",
             registry=registry,
         )
+        self._live(registry)
         # Exported at 0 from the start; kept, as labels() costs a lock and a lookup.
         self._cache_children = {
             result: self.cache.labels(result) for result in ("hit", "miss", "join", "shared")
@@ -173,6 +188,43 @@ class Metrics:
         self._refusal_children = {reason: self.refusals.labels(reason) for reason in REFUSALS}
         self._upstream_children = _LabelledPair(self.upstream_calls, self.upstream_seconds)
         self._request_children = _LabelledPair(self.requests, self.request_seconds)
+
+    def _live(self, registry: CollectorRegistry) -> None:
+        """The live counts' metrics: streams, feeds, pollers, polls, events, ends."""
+        self.live_streams = Gauge(
+            "gateway_live_streams",
+            "Open live streams (subscriptions), by transport: websocket, sse, multipart",
+            ["transport"],
+            registry=registry,
+        )
+        self.live_feeds = Gauge(
+            "gateway_live_feeds",
+            "Distinct live subscriptions evaluated (one per credential, document and variables)",
+            registry=registry,
+        )
+        self.live_pollers = Gauge(
+            "gateway_live_pollers",
+            "Questions polled for live streams (one poller per credential and question)",
+            registry=registry,
+        )
+        self.live_polls = Counter(
+            "gateway_live_polls",
+            "Polls by live pollers (each a cache lookup; a miss is an upstream call)",
+            registry=registry,
+        )
+        self.live_events = Counter(
+            "gateway_live_events",
+            "Events sent to live streams, by transport",
+            ["transport"],
+            registry=registry,
+        )
+        self.live_ended = Counter(
+            "gateway_live_streams_ended",
+            "Live streams ended, by transport and reason: complete, client, lifetime, shutdown, "
+            "slow (a client that did not read), refused (a limit, a bad document, credentials)",
+            ["transport", "reason"],
+            registry=registry,
+        )
 
     def observe_cache(self, source: str) -> None:
         """Count one cache lookup (hit, miss, join) or one stale value served."""
@@ -191,6 +243,16 @@ class Metrics:
         """Export the upstream limiter's slots in use and calls waiting, read at scrape time."""
         self.upstream_slots.set_function(lambda: limiter.in_use)
         self.upstream_waiting.set_function(lambda: limiter.waiting)
+
+    def watch_live(self, live: Live) -> None:
+        """Export the live feeds and pollers, read at scrape time; streams by transport at 0."""
+        self.live_feeds.set_function(lambda: live.feeds)
+        self.live_pollers.set_function(lambda: len(live.pollers))
+        for transport in live.transports:
+            self.live_streams.labels(transport)
+            self.live_events.labels(transport)
+            for reason in live.end_reasons:
+                self.live_ended.labels(transport, reason)
 
     def observe_refusal(self, error: BaseException) -> None:
         """Count ``error`` if it is one of the gateway's own refusals (see ``gateway.errors``)."""

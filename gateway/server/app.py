@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -16,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gateway.api import create_schema
@@ -29,6 +30,7 @@ from gateway.http import (
     SSID_HEADER,
     Callers,
     GraphQLEndpoint,
+    LiveSocket,
     PersistedDocuments,
     TrustedProxies,
 )
@@ -73,6 +75,7 @@ def create_app(
                 settings, upstream_transport, base_url, clock, metrics, tracer
             ) as services:
                 app.state.services = dataclasses.replace(services, example_headers=example_headers)
+                app.state.loop = asyncio.get_running_loop()
                 app.state.ready = True
                 try:
                     yield
@@ -82,16 +85,31 @@ def create_app(
     app = Starlette(routes=_routes(settings), middleware=_middleware(settings), lifespan=lifespan)
     app.state.ready = False
     app.state.metrics = metrics
-    # Set by the server on SIGTERM/SIGINT, before the drain (see gateway.server.runtime).
+    # Set by the server on SIGTERM/SIGINT, before the drain (begin_drain, gateway.server.runtime).
     app.state.draining = False
     return app
 
 
+def begin_drain(app: Starlette) -> None:
+    """Stop being ready (``/readyz`` 503) and end every live stream, so clients go elsewhere.
+
+    Safe to call from a signal handler: the streams end on the serving loop.
+    """
+    app.state.draining = True
+    services = getattr(app.state, "services", None)
+    loop = getattr(app.state, "loop", None)
+    if services is not None and services.live is not None and loop is not None:
+        loop.call_soon_threadsafe(services.live.shutdown)
+
+
 def _routes(settings: Settings) -> list[BaseRoute]:
     """``/graphql``, GraphiQL's files, the probes and the metrics, as ``settings`` enable them."""
-    endpoint = GraphQLEndpoint(create_schema(), settings, _callers(settings), _persisted(settings))
+    callers = _callers(settings)
+    endpoint = GraphQLEndpoint(create_schema(), settings, callers, _persisted(settings))
+    socket = LiveSocket(settings, callers, endpoint.subscriptions)
     return [
         Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", socket.handle),
         # GraphiQL's files, from the package itself (no CDN, no network).
         *([Mount(ASSETS_PATH, StaticFiles(directory=ASSETS))] if settings.graphiql else []),
         Route("/healthz", healthz, methods=["GET"]),

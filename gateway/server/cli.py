@@ -12,7 +12,7 @@ import uvicorn
 from gateway.api import schema_sdl
 from gateway.config import SettingsError
 from gateway.observe import configure_logging
-from gateway.server.app import create_app
+from gateway.server.app import begin_drain, create_app
 from gateway.server.runtime import (
     GracefulServer,
     bounded,
@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
 
     def not_ready() -> None:
-        app.state.draining = True
+        begin_drain(app)
 
     config = bounded(uvicorn.Config(app, **options), settings)
     return run(GracefulServer(config, drain_seconds=settings.drain_seconds, on_drain=not_ready))

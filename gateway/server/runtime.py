@@ -53,6 +53,11 @@ def uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
         # reads it itself, from GATEWAY_TRUSTED_PROXIES only (gateway.http.callers).
         "proxy_headers": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
+        # Live streams over the WebSocket: pinged as other streams get heartbeats, never
+        # compressed, and no message longer than a request body may be.
+        "ws_ping_interval": settings.live_heartbeat,
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.max_body_bytes,
     }
 
 

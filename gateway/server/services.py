@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
-from gateway.api import Services
+from gateway.api import LiveCounts, Services
 from gateway.cache import CountCache, ResponseCache, SharedTier, TtlPolicy
 from gateway.config import Settings
 from gateway.fleet import FleetLimits, RedisLink
@@ -83,7 +84,7 @@ async def serving(
             shared=shared,
         )
         client = UpstreamClient(transport, base_url, metrics, settings.upstream_timeout, tracer)
-        yield Services(
+        services = Services(
             settings=settings,
             upstream=GuardedClient(client, guards, metrics),
             cache=cache,
@@ -98,6 +99,9 @@ async def serving(
             responses=ResponseCache(cache, maxsize=settings.response_cache),
             tracer=tracer,
         )
+        live = LiveCounts(services)
+        owned.callback(live.close)
+        yield dataclasses.replace(services, live=live)
 
 
 def _guards(settings: Settings, clock: Callable[[], float], fleet: FleetLimits | None) -> Guards:

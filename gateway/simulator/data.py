@@ -217,6 +217,11 @@ class CallStore:
             rows = self._db.execute(_SELECT_ALL).fetchall()
         return [Call(*row) for row in rows]
 
+    def add(self, rows: list[Row]) -> None:
+        """Append ``rows`` to the log: calls that came in after it was generated."""
+        with self._lock, self._db:
+            self._db.executemany(_INSERT, rows)
+
     def count(self, account: str, where: CallFilter) -> int:
         """Count ``account``'s calls that match ``where`` (bounds inclusive)."""
         clauses: list[str] = ["account = ?"]

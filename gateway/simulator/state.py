@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.simulator.credentials import describe
-from gateway.simulator.data import Call, CallFilter, CallStore
+from gateway.simulator.data import TIME_FORMAT, Call, CallFilter, CallStore
 from gateway.simulator.faults import Faults
 from gateway.simulator.params import parse_filter
 
@@ -126,6 +126,25 @@ class Simulator:
     def count_filter(self, account: str, where: CallFilter) -> int:
         """Count with an already validated ``CallFilter`` (what the app calls)."""
         return self._store.count(account, where)
+
+    def add_calls(
+        self,
+        account: str,
+        count: int = 1,
+        *,
+        started_at: str | None = None,
+        status: str = "answered",
+        campaign_id: int = 0,
+        agent_id: str = "0",
+    ) -> None:
+        """Record ``count`` new calls of ``account``: the counts move, as DeepCall's do.
+
+        ``started_at`` is the upstream's ``YYYY-MM-DD HH:MM:SS`` (default ``now``).
+        """
+        when = started_at or self.now.strftime(TIME_FORMAT)
+        duration = 60 if status == "answered" else 0
+        row = (account, agent_id, campaign_id, status, "IBD", when, duration)
+        self._store.add([row] * count)
 
     @staticmethod
     def describe_credentials() -> str:

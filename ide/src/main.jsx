@@ -1,4 +1,5 @@
-// GraphiQL 5 with the Explorer plugin, as the gateway serves it under /graphql/ide/.
+// GraphiQL 5 with the Explorer plugin, as the gateway serves it under /graphql/ide/;
+// it runs queries over HTTP and subscriptions over the WebSocket.
 //
 // The page carries no script of its own (its Content-Security-Policy forbids
 // inline script): it holds a JSON data block, #graphiql-config, with the
@@ -23,7 +24,11 @@ globalThis.MonacoEnvironment = {
 
 const element = document.getElementById('graphiql');
 const config = JSON.parse(document.getElementById('graphiql-config').textContent);
-const fetcher = createGraphiQLFetcher({ url: config.url });
+// Subscriptions go over the same path's WebSocket (graphql-transport-ws, graphql-ws underneath);
+// the toolkit opens one per subscription, the headers tab as connection_init's payload.
+const subscriptionUrl = new URL(config.url, window.location.href);
+subscriptionUrl.protocol = subscriptionUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+const fetcher = createGraphiQLFetcher({ url: config.url, subscriptionUrl: subscriptionUrl.href });
 
 createRoot(element).render(
   <GraphiQL

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from live import benchmark_live, render_live
 from load import (
     SCENARIOS,
     BenchmarkError,
@@ -68,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(SCENARIOS),
         help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)",
     )
+    parser.add_argument(
+        "--live",
+        default="1000,5000",
+        help="stream counts of the live scenarios (comma-separated); 'none' for none",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
     parser.add_argument("--skip-memory", action="store_true", help="skip bytes per cached key")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
@@ -90,9 +96,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the gateway of this checkout (e.g. a git worktree of an earlier commit)",
     )
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.scenarios.replace(" ", ",").split(",") if n.strip()]
+    names = [
+        n.strip()
+        for n in args.scenarios.replace(" ", ",").split(",")
+        if n.strip() and n.strip() != "none"
+    ]
     unknown = [n for n in names if n not in SCENARIOS]
-    if unknown or not names or args.runs < 1 or args.duration < 1:
+    live = [n.strip() for n in args.live.split(",") if n.strip() and n.strip() != "none"]
+    if not all(n.isdigit() and int(n) > 0 for n in live):
+        parser.error(f"--live {args.live!r}: stream counts, or none")
+    args.live = [int(n) for n in live]
+    if unknown or not (names or args.live) or args.runs < 1 or args.duration < 1:
         parser.error(
             f"unknown scenarios {unknown}"
             if unknown
@@ -290,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             gateways = tuple(running)
             shown = ", ".join(f"{gateway.name} {gateway.url}" for gateway in gateways)
             print(f"stub {stub.url}, {shown}; logs in {log_dir}")
-            measurements = benchmark(args, wrk, stub, gateways)
+            measurements = benchmark(args, wrk, stub, gateways) if args.scenarios else []
+            live_runs = benchmark_live(services, node, python, stub, args.live)
         failed = False
     except (SetupError, BenchmarkError) as exc:
         print(f"benchmark: {exc}\n(server logs kept in {log_dir})", file=sys.stderr)
@@ -304,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.unlink()
             log_dir.rmdir()
 
-    report = render(measurements, memory, machine, settings)
+    report = render(measurements, memory, machine, settings) + "\n" + render_live(live_runs)
     wall = time.monotonic() - started
     report += f"\nWall time of this invocation: {wall:.0f} s.\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "memory": memory,
         "measurements": [m.as_dict() for m in measurements],
+        "live": [run.as_dict() for run in live_runs],
     }
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
     print("\n" + report)

@@ -15,6 +15,7 @@ import pytest
 from conftest import ACME, Gateway, headers_for
 
 from gateway.http.ide import example_query
+from gateway.simulator import Simulator
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
@@ -119,6 +120,50 @@ def test_graphiql_runs_the_example_query_offline(
         (origin.hostname, origin.port)
     }, requested
     assert any(url.endswith("/graphql/ide/graphiql.js") for url in requested)
+    # monaco-graphql starts its worker when its language service first runs: on a busy
+    # machine, after everything above. Look again (each wait lets Playwright deliver events).
+    for _ in range(150):
+        if any(url.endswith("/graphql.worker.js") for url in workers):
+            break
+        page.wait_for_timeout(200)
     assert any(url.endswith("/graphql.worker.js") for url in workers), workers
     assert page.evaluate("window.__violations") == []
     assert not [text for text in console_errors if "Content Security Policy" in text]
+
+
+def _replace_editor_text(page: object, editor: str, text: str) -> None:
+    """Put ``text`` in one of GraphiQL's editors, as pasted (no brackets closed for us)."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    page.locator(editor).first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(text)
+
+
+def test_graphiql_shows_a_subscriptions_events_as_they_arrive(
+    start_gateway: Callable[..., Gateway], sim: Simulator, browser_page: object
+) -> None:
+    """A subscription run in GraphiQL streams over the WebSocket with the headers tab's
+    credential: the count shows at once, and the new count once calls come in."""
+    from playwright.sync_api import Page
+
+    page: Page = browser_page  # type: ignore[assignment]
+    gateway = start_gateway(graphiql=True, live_min_every=1, cache_ttl=0.5)
+    page.goto(f"{gateway.url}/graphql")
+    page.wait_for_selector(".graphiql-query-editor .monaco-editor", timeout=TIMEOUT_MS)
+    _replace_editor_text(
+        page,
+        ".graphiql-query-editor .monaco-editor",
+        "subscription Live { watch(every: 1) { n: callCount(filter: {campaignId: 9501}) } }",
+    )
+    page.get_by_role("button", name="Headers").click()
+    headers_editor = '.graphiql-editor-tool .monaco-editor[data-uri*="headers"]'
+    _replace_editor_text(page, headers_editor, json.dumps(headers_for(ACME)))
+    page.locator(".graphiql-execute-button").click()
+    shows = r"""(n) => new RegExp(`"n":\\s*${n}\\b`).test(
+        document.querySelector('.result-window')?.innerText ?? '')"""
+    page.wait_for_function(shows, arg=0, timeout=TIMEOUT_MS)
+    sim.add_calls("acme", 2, campaign_id=9501)
+    page.wait_for_function(shows, arg=2, timeout=TIMEOUT_MS)

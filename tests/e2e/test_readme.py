@@ -99,6 +99,34 @@ def test_readme_serve_and_curl_return_counts() -> None:
 
 
 @pytest.mark.slow
+def test_readme_live_curl_streams_the_counts() -> None:
+    """The README's `curl -N` subscription prints an SSE event with both counts at once."""
+    port = free_port()
+    clean_env = {k: "" for k in os.environ if k.startswith("GATEWAY_")}
+    block = readme_block_containing("text/event-stream")
+    assert "curl -sN" in block
+    command = block.replace("localhost:8000", f"127.0.0.1:{port}")
+    with running(
+        [CLI, "serve", "--port", str(port)],
+        "Uvicorn running",
+        {**clean_env, "GATEWAY_UPSTREAM_URL": "embedded"},
+    ):
+        # A stream does not end by itself: curl gives up after 3 s (exit 28), its output kept.
+        streamed = subprocess.run(
+            ["bash", "-c", command.replace("curl -sN", "curl -sN --max-time 3")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    assert streamed.returncode == 28, streamed.stderr
+    lines = streamed.stdout.splitlines()
+    assert lines[0] == "event: next"
+    watch = json.loads(lines[1].removeprefix("data: "))["data"]["watch"]
+    assert watch["all"] > watch["answered"] > 0
+
+
+@pytest.mark.slow
 def test_readme_simulate_and_curl_return_a_count() -> None:
     """`deepcall-gateway simulate` answers the README's direct curl with the documented shape."""
     port = free_port()

@@ -11,6 +11,9 @@
 //                  and connections that carried one, since start (or reset)
 //   POST /reset    zero the counters
 //   POST /config   {"latencyMs": L}: delay every reportCount answer by L ms from now on
+//   POST /bump     every count moves by one from now on (live scenarios); the time it did
+//   GET  /live     {"generation": G, "bumpedAt": ms, "seen": {campId: ms}}: when each
+//                  campaign's count was first answered with the latest generation
 //
 // Usage: node stub.mjs --port 9000 [--host 127.0.0.1] [--latency-ms 0]
 //                      [--tls-port 9443 --tls-cert cert.pem --tls-key key.pem]
@@ -31,6 +34,9 @@ const port = Number(option('--port', '9000'));
 let latencyMs = Number(option('--latency-ms', '0'));
 let requests = 0;
 let connections = 0;
+let generation = 0;
+let bumpedAt = 0;
+let seen = {};
 
 const REPORT_COUNT = '/api/v2/CallReport/reportCount';
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -58,7 +64,11 @@ function answer(body) {
   const session = typeof payload.ssid === 'string' && payload.ssid !== '';
   const user = typeof payload.userId === 'string' && typeof payload.token === 'string';
   if (session === user) return INVALID_PARAMETERS;
-  return `{"code":200,"status":"success","cnt":${countFor(body)}}`;
+  if (generation > 0) {
+    const campaign = payload.filter?.campId;
+    if (campaign !== undefined && !(campaign in seen)) seen[campaign] = Date.now();
+  }
+  return `{"code":200,"status":"success","cnt":${(countFor(body) + generation) % 100000}}`;
 }
 
 function readBody(req, then) {
@@ -87,6 +97,18 @@ function handle(req, res) {
   }
   if (req.method === 'GET' && url === '/stats') {
     res.writeHead(200, JSON_HEADERS).end(JSON.stringify({ requests, connections, latencyMs }));
+    return;
+  }
+  if (req.method === 'POST' && url === '/bump') {
+    req.resume();
+    generation++;
+    bumpedAt = Date.now();
+    seen = {};
+    res.writeHead(200, JSON_HEADERS).end(JSON.stringify({ generation, bumpedAt }));
+    return;
+  }
+  if (req.method === 'GET' && url === '/live') {
+    res.writeHead(200, JSON_HEADERS).end(JSON.stringify({ generation, bumpedAt, seen }));
     return;
   }
   if (req.method === 'POST' && url === '/reset') {
