@@ -34,8 +34,6 @@ from graphql import (
     ValueNode,
     VariableDefinitionNode,
     Visitor,
-    get_named_type,
-    is_leaf_type,
     visit,
 )
 from graphql.utilities import validate_input_literal
@@ -116,12 +114,11 @@ class _Slot(NamedTuple):
 
 
 class _Finder(Visitor):
-    """Collects literal value nodes, their paths and the leaf-typed value that holds each.
+    """Collects literal value nodes, their paths and the top value that holds each.
 
-    That value is the one ValuesOfCorrectType hands to its scalar (or enum) as a
-    whole: the first value, going down from an argument or a variable's default,
-    whose type is a leaf type. Above it are only input objects and lists, whose
-    shape the key fixes.
+    That value is the one graphql-core's ValuesOfCorrectType checks as a whole
+    (an argument's value or a variable's default), so that the errors come in
+    its order: an input object's fields in the type's order, not the text's.
     """
 
     def __init__(self, type_info: TypeInfo) -> None:
@@ -131,7 +128,7 @@ class _Finder(Visitor):
         self.checks: list[tuple[tuple[str | int, ...], GraphQLInputType]] = []
         self.outside = False  # a literal that no check covers (a description, say)
         self._tops: list[tuple[str | int, ...]] = []
-        self._leaf: tuple[Node, int] | None = None
+        self._top_value: tuple[Node, int] | None = None
 
     def enter(self, node: Node, _key: Any, _parent: Any, path: Any, *_: Any) -> None:
         if isinstance(node, ArgumentNode):
@@ -144,13 +141,13 @@ class _Finder(Visitor):
     def leave(self, node: Node, *_: Any) -> None:
         if isinstance(node, ArgumentNode | VariableDefinitionNode):
             self._tops.pop()
-        elif self._leaf is not None and self._leaf[0] is node:
-            self._leaf = None
+        elif self._top_value is not None and self._top_value[0] is node:
+            self._top_value = None
 
     def _value(self, node: ValueNode, path: tuple[str | int, ...]) -> None:
         top = self._tops[-1] if self._tops else None
         inside = top is not None and path[: len(top)] == top
-        if inside and self._leaf is None:
+        if inside and self._top_value is None:
             # TypeInfo has already moved into a list's items: the list's own type is the parent.
             info = self.type_info
             input_type = (
@@ -158,14 +155,14 @@ class _Finder(Visitor):
                 if isinstance(node, ListValueNode)
                 else info.get_input_type()
             )
-            if input_type is not None and is_leaf_type(get_named_type(input_type)):
-                self._leaf = (node, len(self.checks))
+            if input_type is not None:
+                self._top_value = (node, len(self.checks))
                 self.checks.append((path, input_type))
         if isinstance(node, IntValueNode | FloatValueNode | StringValueNode):
-            if not inside or self._leaf is None:
+            if not inside or self._top_value is None:
                 self.outside = True
             else:
-                self.slots.append(_Slot(node, path, self._leaf[1]))
+                self.slots.append(_Slot(node, path, self._top_value[1]))
 
 
 def _distinct_response_names(document: DocumentNode) -> bool:

@@ -258,6 +258,19 @@ def test_a_variant_of_a_known_shape_is_answered_from_it_as_full_validation_would
     assert shaped or duplicates, "the known shape did not serve its variant"
 
 
+def test_errors_in_one_input_object_come_in_the_types_field_order() -> None:
+    """Two bad values in one filter, ``to`` before ``from`` in the text: the shape reports
+    them in CallFilterInput's field order, as graphql-core does (found by Hypothesis)."""
+    text = "{ callCount(filter: {to: %s, statuses: null, from: %s}) }"
+    first = text % ('"2025-11-20 09:00:00"', '"2025-11-19 09:00:00"')
+
+    fast, shaped = warmed_outcome(first, text % ('""', '""'))
+
+    assert shaped
+    assert [location[0].column for _, location in fast[1]] == [52, 26]  # from, then to
+    assert check_as_full_validation(first, text % ('""', '""'))
+
+
 @pytest.mark.parametrize(("first", "then"), OTHER_SHAPE)
 def test_a_variant_of_another_shape_is_validated_in_full(first: str, then: str) -> None:
     """A different kind of literal, a name or the structure: another shape, validated in full."""
