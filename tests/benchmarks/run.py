@@ -1,12 +1,13 @@
-"""Benchmark deepcall-gateway against Apollo Server 5 doing the same job: one command.
+"""Benchmark deepcall-gateway against Apollo, Mercurius and Strawberry doing the same job.
 
     .venv/bin/python tests/benchmarks/run.py [--runs 3] [--duration 6] \\
         [--scenarios hit,miss_vars,...] [--out tests/benchmarks/results.md]
 
-It installs what it needs (wrk from apt when root, the peer's npm packages from
-its lockfile), starts an upstream stub, our gateway and the Apollo peer on
-loopback ports, checks one response of each gateway per scenario and run, drives
-each with wrk back to back (ours, Apollo, ours, Apollo, ...), measures the
+It installs what it needs (wrk from apt when root, the Node peers' npm packages from
+their lockfile), starts an upstream stub, our gateway and the peers (Apollo Server 5,
+Mercurius 16 + graphql-jit, Strawberry's ASGI app) on loopback ports, checks one
+response of each gateway per scenario and run, drives each with wrk back to back
+(ours, Apollo, Mercurius, Strawberry, ours, ...), measures the
 cache's bytes per key, and prints and writes a markdown report (plus the raw
 runs as JSON next to it). See tests/benchmarks/README.md.
 """
@@ -81,14 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
     parser.add_argument(
-        "--mercurius",
-        action="store_true",
-        help="also run the stretch peer, Mercurius 16 + graphql-jit + undici (half again as long)",
-    )
-    parser.add_argument(
         "--peers",
-        default="apollo",
-        help="comma-separated peers from apollo, mercurius; 'none' for none (default: apollo)",
+        default=",".join(PEER_SCRIPTS),
+        help=f"comma-separated peers from {', '.join(PEER_SCRIPTS)}; 'none' for none "
+        "(default: all)",
     )
     parser.add_argument(
         "--baseline",
@@ -114,8 +111,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     args.scenarios = names
     peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
-    if args.mercurius and "mercurius" not in peers:
-        peers.append("mercurius")
     if any(p not in PEER_SCRIPTS for p in peers):
         parser.error(f"unknown peers in {args.peers!r}: choose from {', '.join(PEER_SCRIPTS)}")
     if args.baseline is not None and not (args.baseline / "gateway" / "__init__.py").exists():

@@ -1,8 +1,9 @@
 """The processes a benchmark run needs: prerequisites, start-up, readiness, CPU, clean-up.
 
-Three servers on loopback ports, each its own process so that its CPU can be read
-from ``/proc/<pid>/stat``: the upstream stub (``peer/stub.mjs``), our gateway
-(``python -m gateway serve``, one process) and the Apollo peer (``peer/server.mjs``).
+Servers on loopback ports, each its own process so that its CPU can be read from
+``/proc/<pid>/stat``: the upstream stub (``peer/stub.mjs``), our gateway (``python -m
+gateway serve``, one process) and the peers: Apollo (``peer/server.mjs``), Mercurius
+(``peer/mercurius.mjs``) and Strawberry (``peer/strawberry_peer.py``).
 Every process is started in its own session with a parent-death signal, and
 ``Services.close`` stops them all, so nothing outlives the run (Ctrl-C included).
 """
@@ -32,8 +33,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 START_TIMEOUT = 60.0
 SSID = "bench-ssid"
-#: The Node peers, by name, and their servers in peer/.
-PEER_SCRIPTS = {"apollo": "server.mjs", "mercurius": "mercurius.mjs"}
+#: The peers, by name, and their servers in peer/: ``.mjs`` on Node, ``.py`` on our Python.
+PEER_SCRIPTS = {
+    "apollo": "server.mjs",
+    "mercurius": "mercurius.mjs",
+    "strawberry": "strawberry_peer.py",
+}
 
 
 class SetupError(RuntimeError):
@@ -267,7 +272,7 @@ def start_all(
     node: str,
     python: str,
     *,
-    peers: tuple[str, ...] = ("apollo",),
+    peers: tuple[str, ...] = tuple(PEER_SCRIPTS),
     baseline: Path | None = None,
 ) -> tuple[Server, list[Server]]:
     """Start the stub, our gateway, the baseline checkout's and the peers; once all answer.
@@ -289,10 +294,12 @@ def start_all(
     started = []
     for name in peers:
         port = free_port()
+        script = PEER / PEER_SCRIPTS[name]
+        runtime = python if script.suffix == ".py" else node
         started.append(
             services.start(
                 name,
-                [node, str(PEER / PEER_SCRIPTS[name]), "--host", "127.0.0.1", "--port", str(port)],
+                [runtime, str(script), "--host", "127.0.0.1", "--port", str(port)],
                 {**base_env, "NODE_ENV": "production", "UPSTREAM_URL": stub.url},
                 f"http://127.0.0.1:{port}",
             )
