@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -118,9 +119,9 @@ def upstream_filter(
     *,
     from_: WallTime | None,
     to: WallTime | None,
-    agent_ids: list[str] | None,
+    agent_ids: Sequence[str] | None,
     campaign_id: int | None,
-    statuses: list[str] | None,
+    statuses: Sequence[str] | None,
     extra: object,
 ) -> dict[str, Any]:
     """The upstream ``filter`` of a CallFilterInput's fields, checked as the Node peers do."""

@@ -213,7 +213,7 @@ class Query:
         raise fail("The peer does not serve callCountSeries", "NOT_IMPLEMENTED")
 
 
-class PeerApp(GraphQL):  # type: ignore[type-arg]
+class PeerApp(GraphQL[dict[str, Any], None]):
     """Strawberry's ASGI app, with the credential read from the headers into the context."""
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
