@@ -98,7 +98,7 @@ class GraphQLEndpoint:
             finally:
                 services.metrics.in_flight.dec()
             seconds = time.perf_counter() - started
-            record.close(response, seconds, services.metrics, span, request.method)
+            record.close(response.status_code, seconds, services.metrics, span, request.method)
         response.headers[REQUEST_ID_HEADER] = record.request_id
         return response
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from starlette.datastructures import Headers
-from starlette.responses import Response
 
 from gateway.api import RequestBudget
 from gateway.http.responses import REQUEST_ID_HEADER
@@ -43,7 +42,7 @@ class RequestRecord:
         """``ok``, or the first error's code."""
         return self.codes[0] if self.codes else "ok"
 
-    def event(self, response: Response, seconds: float) -> dict[str, Any]:
+    def event(self, status: int, seconds: float) -> dict[str, Any]:
         """The fields of this request's log line."""
         budget = self.budget
         return {
@@ -52,15 +51,13 @@ class RequestRecord:
             "aliases": self.upstream_fields,
             "upstream_calls": budget.upstream_calls if budget else 0,
             "cache_hits": budget.cache_hits if budget else 0,
-            "status": response.status_code,
+            "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "outcome": self.outcome,
             "codes": sorted(set(self.codes)),
         }
 
-    def close(
-        self, response: Response, seconds: float, metrics: Metrics, span: Any, method: str
-    ) -> None:
+    def close(self, status: int, seconds: float, metrics: Metrics, span: Any, method: str) -> None:
         """Count the request, write its log line, and describe it on its span (if traced)."""
         if not self.counted:
             return
@@ -68,7 +65,7 @@ class RequestRecord:
         logged = request_logger.isEnabledFor(logging.INFO)
         if not logged and span is None:
             return  # the event is built only when something reads it
-        event = self.event(response, seconds)
+        event = self.event(status, seconds)
         if logged:
             request_logger.info("request", extra={"event": event})
         if span is not None:
@@ -76,7 +73,7 @@ class RequestRecord:
                 {
                     "http.request.method": method,
                     "http.route": "/graphql",
-                    "http.response.status_code": response.status_code,
+                    "http.response.status_code": status,
                     "deepcall.request_id": self.request_id,
                     "graphql.operation.name": [str(op) for op in self.operations],
                     "deepcall.aliases": self.upstream_fields,
