@@ -11,6 +11,7 @@ from typing import Any, Final
 from starlette.datastructures import Headers
 
 from gateway.api import RequestBudget
+from gateway.cache import Replay
 from gateway.http.responses import REQUEST_ID_HEADER
 from gateway.observe import Metrics
 
@@ -36,6 +37,15 @@ class RequestRecord:
     upstream_fields: int = 0
     codes: list[str] = field(default_factory=list)
     budget: RequestBudget | None = None
+
+    def replayed(self, replay: Replay, metrics: Metrics) -> None:
+        """The request was answered by ``replay``: every count a hit, no upstream call."""
+        hits = len(replay.counts)
+        metrics.observe_cache("hit", hits)
+        self.budget = RequestBudget(0, 1)
+        self.budget.cache_hits = hits
+        self.operations = list(replay.operations)
+        self.upstream_fields = replay.upstream_fields
 
     @property
     def outcome(self) -> str:

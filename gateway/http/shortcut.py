@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple
 
 from starlette.datastructures import Headers
 
-from gateway.api import RequestBudget, Services
+from gateway.api import Services
 from gateway.http.callers import Callers
 from gateway.http.media import negotiate
 from gateway.http.record import RequestRecord, request_id_of
@@ -66,12 +66,7 @@ class PostShortcut:
         if replay is None:
             return None
         record = RequestRecord(request_id_of(headers))
-        hits = len(replay.counts)
-        services.metrics.cache.labels("hit").inc(hits)
-        record.budget = RequestBudget(0, 1)
-        record.budget.cache_hits = hits
-        record.operations = list(replay.operations)
-        record.upstream_fields = replay.upstream_fields
+        record.replayed(replay, services.metrics)
         record.close(200, time.perf_counter() - started, services.metrics, None, "POST")
         headers_out = [
             _VARY,
