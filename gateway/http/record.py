@@ -37,13 +37,13 @@ class RequestRecord:
     upstream_fields: int = 0
     codes: list[str] = field(default_factory=list)
     budget: RequestBudget | None = None
+    #: Counts a replayed answer was made of (a replay has no budget: it calls nothing).
+    replayed_hits: int = 0
 
     def replayed(self, replay: Replay, metrics: Metrics) -> None:
         """The request was answered by ``replay``: every count a hit, no upstream call."""
-        hits = len(replay.counts)
+        hits = self.replayed_hits = len(replay.counts)
         metrics.observe_cache("hit", hits)
-        self.budget = RequestBudget(0, 1)
-        self.budget.cache_hits = hits
         self.operations = list(replay.operations)
         self.upstream_fields = replay.upstream_fields
 
@@ -60,7 +60,7 @@ class RequestRecord:
             "operations": self.operations,
             "aliases": self.upstream_fields,
             "upstream_calls": budget.upstream_calls if budget else 0,
-            "cache_hits": budget.cache_hits if budget else 0,
+            "cache_hits": budget.cache_hits if budget else self.replayed_hits,
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "outcome": self.outcome,
