@@ -64,6 +64,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = True
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_deadline = 0.0
         self._body_timeout: float = getattr(config, "gateway_body_timeout", BODY_TIMEOUT)
         self._body_timer: asyncio.TimerHandle | None = None
         state = getattr(self.app, "state", None)
@@ -105,8 +106,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         """The head is whole: its bounds no longer apply. A shortcut's candidate is held."""
-        self._in_head = False
-        self._stop_head_timer()
+        self._in_head = False  # the head's timer, if it fires, finds nothing to do
         if self._holds():
             self._held = bytearray()
             return
@@ -200,10 +200,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return self._held is not None or (self.cycle is not None and self.cycle.more_body)
 
     def _start_head(self) -> None:
+        # One timer per connection, not one per request: a timer that finds a later head
+        # than the one it was set for waits again, for that head's deadline.
         self._in_head = True
         self._head_bytes = 0
-        self._stop_head_timer()
-        self._head_timer = self.loop.call_later(self._head_timeout, self._head_too_slow)
+        self._head_deadline = self.loop.time() + self._head_timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_too_slow)
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -212,7 +215,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self.loop.time() < self._head_deadline:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_too_slow)
+        else:
             self._refuse(408, f"The request head did not arrive within {self._head_timeout:g} s")
 
     def _stop_body_timer(self) -> None:
