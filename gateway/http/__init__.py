@@ -5,6 +5,7 @@ from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.ide import ASSETS, ASSETS_PATH
 from gateway.http.persisted import PersistedDocuments
 from gateway.http.responses import REQUEST_ID_HEADER
+from gateway.http.shortcut import Answer, PostShortcut
 from gateway.http.websocket import LiveSocket
 
 __all__ = [
@@ -13,9 +14,11 @@ __all__ = [
     "CREDENTIAL_HEADERS",
     "REQUEST_ID_HEADER",
     "SSID_HEADER",
+    "Answer",
     "Callers",
     "GraphQLEndpoint",
     "LiveSocket",
     "PersistedDocuments",
+    "PostShortcut",
     "TrustedProxies",
 ]

@@ -12,7 +12,7 @@ only in memory: neither is ever logged nor used as a metric label.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -27,6 +27,7 @@ CREDENTIAL_HEADERS: Final = (SSID_HEADER, USER_ID_HEADER, TOKEN_HEADER)
 MAX_CREDENTIAL_CHARS: Final = 512
 #: Longest address (or unparsable X-Forwarded-For entry) kept as a key.
 MAX_ADDRESS_CHARS: Final = 64
+_BLOCK: Final = 64  # SHA-256's block, in bytes
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -55,12 +56,22 @@ class Callers:
     """Tells who sent a request: its credential keyed by ``secret``, its client's address."""
 
     def __init__(self, secret: bytes, proxies: TrustedProxies | None = None) -> None:
-        self._secret = secret
+        # HMAC (RFC 2104) from its two keyed hashes, made once: OpenSSL's one-shot
+        # hmac.digest sets the key up again on every call, at twice the cost.
+        if len(secret) > _BLOCK:
+            secret = hashlib.sha256(secret).digest()
+        block = secret.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
         self._proxies = proxies or TrustedProxies()
 
     def principal(self, credential: Credential) -> bytes:
         """HMAC-SHA256 of the whole credential: the key of everything kept for it."""
-        return hmac.digest(self._secret, credential.identity(), "sha256")
+        inner = self._inner.copy()
+        inner.update(credential.identity())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def identify(self, headers: Mapping[str, str], peer: str | None = None) -> Caller:
         """The caller behind ``headers``, on a connection from TCP ``peer``."""

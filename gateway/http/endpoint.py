@@ -98,7 +98,7 @@ class GraphQLEndpoint:
             finally:
                 services.metrics.in_flight.dec()
             seconds = time.perf_counter() - started
-            record.close(response, seconds, services.metrics, span, request.method)
+            record.close(response.status_code, seconds, services.metrics, span, request.method)
         response.headers[REQUEST_ID_HEADER] = record.request_id
         return response
 
@@ -181,12 +181,7 @@ class GraphQLEndpoint:
         replay = services.responses.get(caller.principal, body)
         if replay is None:
             return None
-        hits = len(replay.counts)
-        services.metrics.cache.labels("hit").inc(hits)
-        record.budget = RequestBudget(0, 1)
-        record.budget.cache_hits = hits
-        record.operations = list(replay.operations)
-        record.upstream_fields = replay.upstream_fields
+        record.replayed(replay, services.metrics)
         # Only error-free answers are remembered: 200 in either media type.
         return Response(replay.body, headers={"Vary": "Accept"}, media_type=media_type)
 

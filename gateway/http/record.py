@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from starlette.datastructures import Headers
-from starlette.responses import Response
 
 from gateway.api import RequestBudget
+from gateway.cache import Replay
 from gateway.http.responses import REQUEST_ID_HEADER
 from gateway.observe import Metrics
 
@@ -37,13 +37,22 @@ class RequestRecord:
     upstream_fields: int = 0
     codes: list[str] = field(default_factory=list)
     budget: RequestBudget | None = None
+    #: Counts a replayed answer was made of (a replay has no budget: it calls nothing).
+    replayed_hits: int = 0
+
+    def replayed(self, replay: Replay, metrics: Metrics) -> None:
+        """The request was answered by ``replay``: every count a hit, no upstream call."""
+        hits = self.replayed_hits = len(replay.counts)
+        metrics.observe_cache("hit", hits)
+        self.operations = list(replay.operations)
+        self.upstream_fields = replay.upstream_fields
 
     @property
     def outcome(self) -> str:
         """``ok``, or the first error's code."""
         return self.codes[0] if self.codes else "ok"
 
-    def event(self, response: Response, seconds: float) -> dict[str, Any]:
+    def event(self, status: int, seconds: float) -> dict[str, Any]:
         """The fields of this request's log line."""
         budget = self.budget
         return {
@@ -51,16 +60,14 @@ class RequestRecord:
             "operations": self.operations,
             "aliases": self.upstream_fields,
             "upstream_calls": budget.upstream_calls if budget else 0,
-            "cache_hits": budget.cache_hits if budget else 0,
-            "status": response.status_code,
+            "cache_hits": budget.cache_hits if budget else self.replayed_hits,
+            "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "outcome": self.outcome,
             "codes": sorted(set(self.codes)),
         }
 
-    def close(
-        self, response: Response, seconds: float, metrics: Metrics, span: Any, method: str
-    ) -> None:
+    def close(self, status: int, seconds: float, metrics: Metrics, span: Any, method: str) -> None:
         """Count the request, write its log line, and describe it on its span (if traced)."""
         if not self.counted:
             return
@@ -68,7 +75,7 @@ class RequestRecord:
         logged = request_logger.isEnabledFor(logging.INFO)
         if not logged and span is None:
             return  # the event is built only when something reads it
-        event = self.event(response, seconds)
+        event = self.event(status, seconds)
         if logged:
             request_logger.info("request", extra={"event": event})
         if span is not None:
@@ -76,7 +83,7 @@ class RequestRecord:
                 {
                     "http.request.method": method,
                     "http.route": "/graphql",
-                    "http.response.status_code": response.status_code,
+                    "http.response.status_code": status,
                     "deepcall.request_id": self.request_id,
                     "graphql.operation.name": [str(op) for op in self.operations],
                     "deepcall.aliases": self.upstream_fields,

@@ -226,12 +226,12 @@ class Metrics:
             registry=registry,
         )
 
-    def observe_cache(self, source: str) -> None:
-        """Count one cache lookup (hit, miss, join) or one stale value served."""
+    def observe_cache(self, source: str, lookups: int = 1) -> None:
+        """Count cache lookups (hit, miss, join) or stale values served."""
         if source == "stale":
-            self.stale_served.inc()
+            self.stale_served.inc(lookups)
         else:
-            self._cache_children[source].inc()
+            self._cache_children[source].inc(lookups)
 
     def watch_breaker(self, breaker: Breaker) -> None:
         """Export ``breaker``'s state, read at scrape time."""

@@ -32,6 +32,7 @@ from gateway.http import (
     GraphQLEndpoint,
     LiveSocket,
     PersistedDocuments,
+    PostShortcut,
     TrustedProxies,
 )
 from gateway.observe import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -82,7 +83,12 @@ def create_app(
                 finally:
                     app.state.ready = False
 
-    app = Starlette(routes=_routes(settings), middleware=_middleware(settings), lifespan=lifespan)
+    callers = _callers(settings)
+    app = Starlette(
+        routes=_routes(settings, callers), middleware=_middleware(settings), lifespan=lifespan
+    )
+    # Replay hits answered by the server itself (gateway.server.protocol), same as the app would.
+    app.state.shortcut = PostShortcut(app.state, callers, cross_origin=bool(settings.cors_origins))
     app.state.ready = False
     app.state.metrics = metrics
     # Set by the server on SIGTERM/SIGINT, before the drain (begin_drain, gateway.server.runtime).
@@ -102,9 +108,8 @@ def begin_drain(app: Starlette) -> None:
         loop.call_soon_threadsafe(services.live.shutdown)
 
 
-def _routes(settings: Settings) -> list[BaseRoute]:
+def _routes(settings: Settings, callers: Callers) -> list[BaseRoute]:
     """``/graphql``, GraphiQL's files, the probes and the metrics, as ``settings`` enable them."""
-    callers = _callers(settings)
     endpoint = GraphQLEndpoint(create_schema(), settings, callers, _persisted(settings))
     socket = LiveSocket(settings, callers, endpoint.subscriptions)
     return [

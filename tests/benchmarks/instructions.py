@@ -1,12 +1,16 @@
 """Instructions per request, by callgrind: a measure of CPU cost that noise cannot move.
 
     .venv/bin/python tests/benchmarks/instructions.py [--baseline DIR] [--scenarios hit,...]
+        [--server]
 
 Each scenario runs the gateway's ASGI app in one process, without sockets: the
 requests go straight to the app, the upstream is an ``httpx.MockTransport``
-answering at once. The process runs twice under ``valgrind --tool=callgrind``,
-with ``--requests`` and with twice as many; the difference, divided by the
-extra requests, is what one request costs, start-up and warm-up excluded. With
+answering at once. With ``--server`` they go through the server's HTTP/1.1
+protocol instead (bytes in, bytes out, on a transport in memory), so what the
+server does before and after the app counts too. The process runs twice under
+``valgrind --tool=callgrind``, with ``--requests`` and with twice as many; the
+difference, divided by the extra requests, is what one request costs, start-up
+and warm-up excluded. With
 ``--baseline``, the same for an earlier checkout's gateway (first on
 PYTHONPATH), and the ratio. The same binary, inputs and environment give the
 same counts whatever else the machine is doing.
@@ -28,6 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SSID = "bench-ssid"
+SERVER = False  # --server: through the HTTP/1.1 protocol, not straight into the app
 SCENARIOS = ("hit", "miss_vars", "miss_inline", "batch10_miss", "batch10_miss_inline")
 
 
@@ -63,7 +68,7 @@ def _create_app() -> Callable[..., Any]:
     return create_app
 
 
-async def _drive(scenario: str, requests: int, redis_url: str = "") -> None:
+async def _drive(scenario: str, requests: int, redis_url: str = "", server: bool = False) -> None:
     import httpx
 
     from gateway.config import Settings
@@ -92,8 +97,9 @@ async def _drive(scenario: str, requests: int, redis_url: str = "") -> None:
         (b"host", b"bench"),
     ]
     async with app.router.lifespan_context(app):
+        send = _server(app) if server else _request
         for n in range(1, requests + 1):
-            status = await _request(app, headers, _body(scenario, n))
+            status = await send(app, headers, _body(scenario, n))
             if status != 200:
                 raise SystemExit(f"{scenario}: request {n} answered {status}")
 
@@ -133,6 +139,69 @@ async def _request(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) ->
     return status
 
 
+class _Wire:
+    """A transport in memory: what the server writes, and when a whole response is in."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.answered: asyncio.Future[int] | None = None
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+        head, found, body = self.written.partition(b"\r\n\r\n")
+        length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+        if found and length and len(body) >= int(length.group(1)) and self.answered:
+            self.answered.set_result(int(head.split(b" ", 2)[1]))
+            self.written.clear()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _server(app: Any) -> Callable[..., Any]:
+    """A request sender through the server's HTTP/1.1 protocol on one kept connection."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    try:
+        from gateway.config import Settings
+        from gateway.server.runtime import bounded
+
+        config = bounded(
+            uvicorn.Config(app, log_config=None, access_log=False, proxy_headers=False), Settings()
+        )
+    except ImportError:  # checkouts before the bounded protocol
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, proxy_headers=False, http="httptools"
+        )
+    config.load()
+    protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+    wire = _Wire()
+    protocol.connection_made(wire)
+
+    async def send(_app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+        lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        wire.answered = asyncio.get_running_loop().create_future()
+        protocol.data_received(
+            b"POST /graphql HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % (lines, len(body), body)
+        )
+        return await wire.answered
+
+    return send
+
+
 def _instructions(home: Path, scenario: str, requests: int, redis_url: str = "") -> int:
     """Callgrind's total instruction count for a process serving ``requests`` requests."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,6 +218,7 @@ def _instructions(home: Path, scenario: str, requests: int, redis_url: str = "")
             "--requests",
             str(requests),
             *(["--redis", redis_url] if redis_url else []),
+            *(["--server"] if SERVER else []),
         ]
         done = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -173,10 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--baseline", type=Path)
     parser.add_argument("--redis", default="", help="a Redis URL: measure with the fleet tier on")
+    parser.add_argument("--server", action="store_true", help="through the HTTP/1.1 protocol")
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global SERVER
+    SERVER = args.server
     if args.drive:
-        asyncio.run(_drive(args.drive, args.requests, args.redis))
+        asyncio.run(_drive(args.drive, args.requests, args.redis, args.server))
         return 0
     homes = {"ours": ROOT}
     if args.baseline is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -145,6 +146,16 @@ def test_the_principal_is_an_hmac_sha256_digest() -> None:
 
     assert isinstance(principal, bytes)
     assert len(principal) == 32
+
+
+@pytest.mark.parametrize("secret", [b"", b"k", b"k" * 64, b"k" * 65, bytes(range(256))])
+def test_the_principal_is_the_standard_hmac_for_every_length_of_secret(secret: bytes) -> None:
+    """The principal equals ``hmac.digest`` for secrets shorter than, as long as and longer
+    than SHA-256's block, and for both credential forms."""
+    callers = Callers(secret)
+    for credential in (Credential(ssid="s1"), Credential(user_id="u1", token="t1")):
+        expected = hmac.digest(secret, credential.identity(), "sha256")
+        assert callers.principal(credential) == expected
 
 
 @pytest.mark.parametrize(

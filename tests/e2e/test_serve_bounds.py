@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sys
 import time
@@ -168,3 +169,34 @@ def test_ordinary_requests_are_served_as_ever(upstream_url: str, sim: Simulator)
         )
 
     assert response.json() == {"data": {"callCount": sim.count("acme")}}
+
+
+async def test_a_kept_connections_next_head_gets_its_own_full_timeout(
+    upstream_url: str, sim: Simulator
+) -> None:
+    """A head begun half a second into a kept connection is refused a whole timeout after it
+    began, not when the connection's first head would have run out, and only then."""
+    body = b'{"query": "{ callCount }"}'
+    request = (
+        b"POST /graphql HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        b"X-DeepCall-SSID: %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (ACME.ssid.encode(), len(body), body)
+    )
+    with serving(upstream_url) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        async with asyncio.timeout(WAIT):
+            first = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(re.search(rb"content-length: (\d+)", first)[1]))  # type: ignore[index]
+        await asyncio.sleep(0.5)  # the idle client under test
+        writer.write(b"POST /graphql HTTP/1.1\r\nHo")  # and nothing more
+        await writer.drain()
+        started = time.monotonic()
+        async with asyncio.timeout(WAIT):
+            second = await reader.read()
+        took = time.monotonic() - started
+        writer.close()
+
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert second.startswith(b"HTTP/1.1 408 ")
+    assert 0.9 <= took < 3.0  # the head's own second, not what was left of the first's

@@ -1,0 +1,77 @@
+"""A repeated POST answered from the replay cache before any ASGI machinery is built.
+
+The server hands a whole small POST to ``/graphql`` here first (see
+``gateway.server.protocol``). When it is a replay hit, this answers it with
+the same checks, bytes, headers, metrics and log line as the endpoint's own
+replay; anything else (``None``) goes to the application as usual. Nothing
+is decided here that the endpoint would decide differently: every doubt is a
+``None``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final, NamedTuple
+
+from starlette.datastructures import Headers
+
+from gateway.api import Services
+from gateway.http.callers import Callers
+from gateway.http.media import negotiate
+from gateway.http.record import RequestRecord, request_id_of
+
+_VARY: Final = (b"vary", b"Accept")
+
+
+class Answer(NamedTuple):
+    """A replayed response: its headers (after the server's own, in Starlette's order), body."""
+
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class PostShortcut:
+    """Answers replay hits of ``/graphql`` POSTs for the app whose ``state`` it reads.
+
+    ``state`` is the Starlette app's state: its ``services`` exist once the
+    lifespan has started. ``cross_origin`` says whether CORS is configured; a
+    request with an ``Origin`` then goes to the app, whose middleware answers it.
+    """
+
+    def __init__(self, state: Any, callers: Callers, *, cross_origin: bool) -> None:
+        self._state = state
+        self._callers = callers
+        self._cross_origin = cross_origin
+
+    def answer(
+        self, raw_headers: list[tuple[bytes, bytes]], body: bytes, peer: str | None
+    ) -> Answer | None:
+        """The answer to a replay hit, or ``None`` for the application to answer."""
+        started = time.perf_counter()
+        services: Services | None = getattr(self._state, "services", None)
+        if services is None or services.tracer is not None:
+            return None  # not started yet, or traced: the app makes the span
+        headers = Headers(raw=raw_headers)
+        if self._cross_origin and "origin" in headers:
+            return None
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return None
+        media_type = negotiate(headers.get("accept"))
+        if media_type is None:
+            return None
+        caller = self._callers.identify(headers, peer)
+        if caller.principal is None:
+            return None
+        replay = services.responses.get(caller.principal, body)
+        if replay is None:
+            return None
+        record = RequestRecord(request_id_of(headers))
+        record.replayed(replay, services.metrics)
+        record.close(200, time.perf_counter() - started, services.metrics, None, "POST")
+        headers_out = [
+            _VARY,
+            (b"content-length", b"%d" % len(replay.body)),
+            (b"content-type", media_type.encode("latin-1")),
+            (b"x-request-id", record.request_id.encode("latin-1")),
+        ]
+        return Answer(headers_out, replay.body)
