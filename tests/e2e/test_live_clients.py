@@ -2,7 +2,8 @@
 
 graphql-ws (with ``ws``), Apollo Client over ``GraphQLWsLink`` and over its
 plain ``HttpLink`` (multipart), graphql-sse, and Python's gql over
-websockets; urql's query meanwhile still gets JSON.
+websockets; urql's query meanwhile still gets JSON. After upstream 1014 each of the JS
+clients gets the error and the subscription's end, and asks no more.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import ACME, Gateway, headers_for
 from nodeclients import CLIENTS, NODE, needs_node
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.simulator import Simulator
 
@@ -29,6 +31,13 @@ SUBSCRIPTION = "subscription Board { watch(every: 1) { n: callCount(filter: {cam
 QUERY = "query Now { n: callCount(filter: {campaignId: 9101}) }"
 SUBSCRIBERS = ("graphqlWs", "apolloWsLink", "apolloHttpLink", "graphqlSse")
 DEADLINE = 60.0
+TRANSPORTS = {
+    "graphqlWs": "websocket",
+    "apolloWsLink": "websocket",
+    "apolloHttpLink": "multipart",
+    "graphqlSse": "sse",
+}
+"""Each subscribing client of ``clients/`` and the transport it uses."""
 
 
 class Lines:
@@ -134,3 +143,68 @@ async def test_gql_over_websockets_gets_the_first_count_then_changes(
             else:
                 break
     assert seen == [0, 5]
+
+
+def subscribed_alone(gateway: Gateway, client: str, subscription: str) -> list[dict[str, Any]]:
+    """``clients/subscribe.mjs``: ``client`` subscribes once and is left to itself until its
+    process exits (nothing left open or scheduled); what the client reported, in order."""
+    assert NODE is not None
+    args = [f"{gateway.url}/graphql", json.dumps(headers_for(ACME)), subscription]
+    try:
+        done = subprocess.run(
+            [NODE, "subscribe.mjs", client, *args],
+            cwd=CLIENTS,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as running:
+        said = running.stdout.decode() if isinstance(running.stdout, bytes) else running.stdout
+        raise AssertionError(
+            f"{client} still ran after {DEADLINE} s (retrying?), having said:\n{said}\n"
+            f"and the gateway counted {streams_seen(gateway, TRANSPORTS[client])}"
+        ) from None
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def streams_seen(gateway: Gateway, transport: str) -> dict[str, float]:
+    """The gateway's /metrics counts of ``transport``'s streams: open now, events sent, and
+    streams ended, by reason (the reasons that ended any)."""
+    text = gateway.client.get(f"{gateway.url}/metrics").text
+    seen: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("transport") != transport:
+                continue
+            if sample.name == "gateway_live_streams":
+                seen["open"] = sample.value
+            elif sample.name == "gateway_live_events_total":
+                seen["events"] = sample.value
+            elif sample.name == "gateway_live_streams_ended_total" and sample.value:
+                seen[f"ended {sample.labels['reason']}"] = sample.value
+    return seen
+
+
+@needs_node
+@pytest.mark.parametrize("client", list(TRANSPORTS))
+def test_after_upstream_1014_an_unmodified_client_gets_the_error_completes_and_stays_away(
+    start_gateway: Callable[..., Gateway], sim: Simulator, client: str
+) -> None:
+    """Upstream 1014: the client reports one event with UNAUTHENTICATED at its path, then the
+    subscription's completion, and its process exits without subscribing again: the gateway
+    saw one stream of the client's transport, ended complete, and one upstream call."""
+    gateway = start_gateway(live_min_every=1, cache_ttl=0.5)
+    sim.faults.error_code = 1014
+    said = subscribed_alone(gateway, client, SUBSCRIPTION.replace("9101", "9103"))
+    assert [(line.get("errors"), line.get("complete")) for line in said] == [
+        ([{"code": "UNAUTHENTICATED", "path": ["watch", "n"]}], None),
+        (None, True),
+    ]
+    assert streams_seen(gateway, TRANSPORTS[client]) == {
+        "open": 0.0,
+        "events": 1.0,
+        "ended complete": 1.0,
+    }
+    assert sim.request_count == 1
