@@ -45,15 +45,14 @@ STEPS = (
 
 async def _steps(app: Any, body: bytes) -> dict[str, Callable[[], Any]]:
     """Each step of the shortcut as a thunk, with what it needs made once."""
-    from starlette.datastructures import Headers
-
     from gateway.http.media import negotiate
     from gateway.http.record import RequestRecord, request_id_of
+    from gateway.http.shortcut import RawHeaders
 
     shortcut = app.state.shortcut
     services = app.state.services
     callers = shortcut._callers
-    headers = Headers(raw=RAW)
+    headers = RawHeaders(RAW)
     caller = callers.identify(headers, "127.0.0.1")
     replay = services.responses.get(caller.principal, body)
     assert replay is not None, "the first request did not leave a replay"
@@ -65,7 +64,7 @@ async def _steps(app: Any, body: bytes) -> dict[str, Callable[[], Any]]:
 
     return {
         "answer": lambda: shortcut.answer(RAW, body, "127.0.0.1"),
-        "headers": lambda: Headers(raw=RAW).get("content-type", ""),
+        "headers": lambda: RawHeaders(RAW).get("content-type", ""),
         "negotiate": lambda: negotiate(headers.get("accept")),
         "identify": lambda: callers.identify(headers, "127.0.0.1"),
         "replay_lookup": lambda: services.responses.get(caller.principal, body),
