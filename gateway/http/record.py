@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-from starlette.datastructures import Headers
 
 from gateway.api import RequestBudget
 from gateway.cache import Replay
@@ -20,7 +19,7 @@ request_logger = logging.getLogger("gateway.request")
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def request_id_of(headers: Headers) -> str:
+def request_id_of(headers: Mapping[str, str]) -> str:
     """The caller's ``X-Request-ID`` when it is sane, else a fresh one."""
     given = headers.get(REQUEST_ID_HEADER, "")
     # 128 random bits as 32 hex digits, as uuid4().hex but without building a UUID.
