@@ -11,6 +11,7 @@ is decided here that the endpoint would decide differently: every doubt is a
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, NamedTuple
 
 from gateway.api import Services
@@ -21,26 +22,43 @@ from gateway.http.record import RequestRecord, request_id_of
 _VARY: Final = (b"vary", b"Accept")
 
 
-class RawHeaders(dict[str, str]):
+class RawHeaders(Mapping[str, str]):
     """A request's header lines read as Starlette's ``Headers`` reads them: by any case of
-    a name, the first line of it from ``get``, every line from ``getlist``; built and read
-    at a fraction of the cost (a missing name costs Starlette a ``KeyError``)."""
+    a name, the first line of it from ``get``, every line from ``getlist``; without the
+    ``KeyError`` that a missing name costs Starlette's ``get``."""
+
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        # uvicorn gives the names lowercased; reversed, so that the first line wins.
-        super().__init__(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in reversed(raw)
-        )
-        self._raw = raw
+        self._raw = raw  # as uvicorn gives them: names lowercased
 
     def get(self, key: str, default: Any = None) -> Any:
         """The first line of ``key`` (any case), else ``default``."""
-        return super().get(key.lower(), default)
+        name = key.lower().encode("latin-1")
+        for found, value in self._raw:
+            if found == name:
+                return value.decode("latin-1")
+        return default
 
     def getlist(self, key: str) -> list[str]:
         """Every line of ``key`` (any case), in order."""
         name = key.lower().encode("latin-1")
         return [value.decode("latin-1") for found, value in self._raw if found == name]
+
+    def __getitem__(self, key: str) -> str:
+        value: str | None = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name.decode("latin-1") for name, _ in self._raw))
+
+    def __len__(self) -> int:
+        return len({name for name, _ in self._raw})
 
 
 class Answer(NamedTuple):
