@@ -7,7 +7,7 @@ validation or execution; a stream of new documents cannot push the rest out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cachetools import LRUCache
@@ -54,6 +54,8 @@ class Prepared:
     code: str = VALIDATION_FAILED
     #: For a document made from a known shape: how its error locations move.
     relocation: Relocation | None = None
+    #: What ``gateway.api`` compiled of each operation (by its own keys), kept with the document.
+    plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def relocate(self, errors: list[GraphQLError]) -> None:
         """Point the locations of execution ``errors`` into this document's own text."""
