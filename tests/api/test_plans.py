@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -384,3 +385,63 @@ def test_plans_answer_as_graphql_core_does(
             event(f"error {error['extensions']['code']}")
         for warning in answer.get("extensions", {}).get("warnings", ()):
             event(f"warning {warning['code']}")
+
+
+# what plans leave to graphql-core
+
+FALLBACKS = {
+    "introspection": ("{ __schema { queryType { name } } }", None),
+    "__typename": ("{ __typename a: callCount }", None),
+    "@include(if: $v)": ("query($v: Boolean!) { a: callCount @include(if: $v) }", {"v": True}),
+    "@skip(if: true)": ("{ a: callCount @skip(if: true) b: callCount }", None),
+    "callCountSeries": (
+        '{ s: callCountSeries(filter: {from: "2025-11-20 00:00:00", to: "2025-11-21 23:59:59"},'
+        " interval: DAY) { from to count } }",
+        None,
+    ),
+}
+
+
+async def _run_and_report(plans: bool, text: str, variables: dict[str, Any] | None) -> Any:
+    """One request with plans on or off: the answer, the upstream calls and the plan kept."""
+    upstream = Upstream(["ok"])
+    gateway = Settings(upstream_url="http://stub.invalid", compiled_plans=plans)
+    app = create_app(gateway, transport=httpx.MockTransport(upstream), clock=FakeClock())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            response = await client.post(
+                "/graphql",
+                json={"query": text, "variables": variables},
+                headers={"x-deepcall-ssid": "s", "x-request-id": "req-1"},
+            )
+        plans_kept = dict(_documents(app).prepare(text).plans)
+    return response.content, upstream.sent, plans_kept
+
+
+@pytest.mark.parametrize("kind", sorted(FALLBACKS))
+async def test_what_plans_do_not_cover_runs_through_graphql_core_as_before(kind: str) -> None:
+    """An uncovered operation answers as with plans off, and no plan was kept for it."""
+    text, variables = FALLBACKS[kind]
+    planned = await _run_and_report(True, text, variables)
+    executed = await _run_and_report(False, text, variables)
+
+    assert planned[:2] == executed[:2]
+    assert b'"data"' in planned[0]
+    assert b'"errors"' not in planned[0]
+    assert list(planned[2].values()) == [None]  # compiled to "not covered": graphql-core ran it
+    assert executed[2] == {}  # with plans off, none is even tried
+
+
+async def test_fragments_on_the_root_run_as_a_plan_with_the_same_answer() -> None:
+    """Named and inline fragments on the root are covered: a plan answers, as graphql-core does."""
+    text = (
+        "{ ...F ... on Query { b: callCount(filter: {campaignId: 2}) } }"
+        " fragment F on Query { a: callCount }"
+    )
+    planned = await _run_and_report(True, text, None)
+    executed = await _run_and_report(False, text, None)
+
+    assert planned[:2] == executed[:2]
+    assert json.loads(planned[0]) == {"data": {"a": 12, "b": 34}}
+    assert [plan is not None for plan in planned[2].values()] == [True]
