@@ -16,35 +16,26 @@ from typing import Any, Final, TypeGuard
 from zoneinfo import ZoneInfo
 
 from graphql import (
-    DirectiveNode,
     DocumentNode,
     ExecutionResult,
     FieldNode,
-    FragmentDefinitionNode,
     GraphQLError,
     GraphQLField,
-    GraphQLObjectType,
     GraphQLSchema,
-    Node,
-    OperationDefinitionNode,
-    OperationType,
-    VariableNode,
     located_error,
 )
-from graphql.execution.collect_fields import FieldDetails, FragmentDetails, collect_fields
 from graphql.execution.executor import Executor
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.pyutils import gather_with_cancel
 
 from gateway.api.context import RequestContext
+from gateway.api.layouts import PLANNED_FIELD, Layout, compile_layout
 from gateway.api.resolvers import count_query
 from gateway.documents import Prepared
 from gateway.model import CountQuery
 
 #: graphql-core's default for ``execute``'s ``max_coercion_errors``.
 MAX_COERCION_ERRORS: Final = 50
-#: The only field a plan runs; any other (``callCountSeries``, ``__typename``) falls back.
-PLANNED_FIELD: Final = "callCount"
 
 _complete_leaf = Executor.complete_leaf_value
 
@@ -55,7 +46,6 @@ class _Field:
 
     key: str
     nodes: list[FieldNode]
-    details: FieldDetails
     definition: GraphQLField
     #: The arguments when they hold no variable (coerced once), else None.
     fixed: dict[str, Any] | None
@@ -72,15 +62,26 @@ class Plan:
     def __init__(
         self,
         schema: GraphQLSchema,
-        operation: OperationDefinitionNode,
-        fields: list[_Field],
+        layout: Layout,
+        document: DocumentNode,
         *,
         hide_suggestions: bool,
     ) -> None:
         self._schema = schema
-        self._variables = operation.variable_definitions or ()
-        self._fields = fields
+        self._variables = layout.operation_of(document).variable_definitions or ()
         self._hide_suggestions = hide_suggestions
+        query_type = schema.query_type
+        assert query_type is not None
+        definition = query_type.fields[PLANNED_FIELD]
+        self._fields = [
+            _Field(
+                slot.key,
+                nodes := [layout.node_at(document, address) for address in slot.addresses],
+                definition,
+                None if slot.variables else _fixed(definition, nodes[0], hide_suggestions),
+            )
+            for slot in layout.slots
+        ]
 
     def run(
         self,
@@ -124,11 +125,7 @@ class Plan:
         fixed = field.fixed
         if fixed is None:
             arguments = get_argument_values(
-                field.definition,
-                field.details.node,
-                variables,
-                field.details.fragment_variable_values,
-                self._hide_suggestions,
+                field.definition, field.nodes[0], variables, None, self._hide_suggestions
             )
             return count_query(arguments.get("filter"), arguments.get("priorityFilter"), zone)
         if field.zone is zone and field.query is not None:
@@ -159,119 +156,55 @@ async def _gathered(
     return ExecutionResult(data, errors or None)
 
 
+def _fixed(
+    definition: GraphQLField, node: FieldNode, hide_suggestions: bool
+) -> dict[str, Any] | None:
+    """The arguments of ``node`` (which uses no variable), or None when they do not coerce."""
+    try:
+        return get_argument_values(definition, node, None, None, hide_suggestions)
+    except GraphQLError:
+        return None  # raised again, the same way, on every run
+
+
 def plan_of(
     schema: GraphQLSchema, prepared: Prepared, operation_name: str | None, *, hide_suggestions: bool
 ) -> Plan | None:
-    """``prepared``'s plan for ``operation_name``, compiled on first use and kept beside it."""
+    """``prepared``'s plan for ``operation_name``; None when graphql-core must run it.
+
+    The layout is compiled on first use and kept with the document's shape
+    (``Prepared.plans``); the plan made of it, with the document itself.
+    """
     key = (operation_name, hide_suggestions)
     plans = prepared.plans
-    if key in plans:
-        return plans[key]  # type: ignore[no-any-return]
-    assert prepared.document is not None
-    plan = plans[key] = compile_plan(
-        schema, prepared.document, operation_name, hide_suggestions=hide_suggestions
-    )
+    kept: _Compiled = plans.get(key, _UNSEEN)
+    document = prepared.document
+    assert document is not None
+    if kept is _UNSEEN:
+        kept = plans[key] = _Compiled(compile_layout(schema, document, operation_name))
+    if kept.layout is None:
+        return None
+    bound = kept.bound
+    if bound is not None and bound[0] is document:
+        return bound[1]
+    plan = Plan(schema, kept.layout, document, hide_suggestions=hide_suggestions)
+    kept.bound = (document, plan)
     return plan
 
 
-def compile_plan(
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    operation_name: str | None,
-    *,
-    hide_suggestions: bool,
-) -> Plan | None:
-    """The plan of ``document``'s operation ``operation_name``, or None when it is not covered.
-
-    ``document`` has validated. Covered: a query whose fields (through
-    aliases, fragments and inline fragments) are all ``callCount``, with no
-    directive and no fragment variables anywhere in the document.
-    """
-    operation = _operation(document, operation_name)
-    if operation is None or operation.operation is not OperationType.QUERY:
-        return None
-    fragments: dict[str, FragmentDetails] = {}
-    for definition in document.definitions:
-        if isinstance(definition, FragmentDefinitionNode):
-            if definition.variable_definitions:
-                return None
-            fragments[definition.name.value] = FragmentDetails(definition)
-    if _has_directives(document):
-        return None
-    query_type = schema.query_type
-    assert query_type is not None
-    try:
-        # Without directives, no variable's value changes what is collected.
-        collected = collect_fields(
-            schema, fragments, VariableValues({}, {}), query_type, operation, hide_suggestions
-        )
-    except (GraphQLError, RecursionError):
-        return None
-    fields = []
-    for key, details in collected.grouped_field_set.items():
-        field = _compile_field(schema, query_type, key, details, hide_suggestions)
-        if field is None:
-            return None
-        fields.append(field)
-    return Plan(schema, operation, fields, hide_suggestions=hide_suggestions)
+def covered(
+    prepared: Prepared, operation_name: str | None, *, hide_suggestions: bool
+) -> bool | None:
+    """Whether plans cover ``prepared``'s operation; None when none was compiled for it yet."""
+    kept: _Compiled | None = prepared.plans.get((operation_name, hide_suggestions))
+    return None if kept is None else kept.layout is not None
 
 
-def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    """The operation graphql-core's ``Executor.build`` picks for ``name``."""
-    chosen = None
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode):
-            if name is None:
-                if chosen is not None:
-                    return None
-                chosen = definition
-            elif definition.name and definition.name.value == name:
-                chosen = definition
-    return chosen
+@dataclass(slots=True)
+class _Compiled:
+    """A shape's layout (None: not covered) and the plan last made of it, with its document."""
+
+    layout: Layout | None
+    bound: tuple[DocumentNode, Plan] | None = None
 
 
-def _compile_field(
-    schema: GraphQLSchema,
-    query_type: GraphQLObjectType,
-    key: str,
-    details: list[FieldDetails],
-    hide_suggestions: bool,
-) -> _Field | None:
-    """One response key's part of the plan, or None when it is not a plain ``callCount``."""
-    first = details[0]
-    if first.node.name.value != PLANNED_FIELD or first.defer_usage is not None:
-        return None
-    definition = schema.get_field(query_type, PLANNED_FIELD)
-    if definition is None:
-        return None
-    fixed = None
-    if not _has_variables(first.node):
-        try:
-            fixed = get_argument_values(definition, first.node, None, None, hide_suggestions)
-        except GraphQLError:
-            fixed = None  # raised again, the same way, on every run
-    return _Field(key, [d.node for d in details], first, definition, fixed)
-
-
-def _has_directives(document: DocumentNode) -> bool:
-    """Whether any directive is used anywhere in ``document``."""
-    return _any_node(document, DirectiveNode)
-
-
-def _has_variables(node: Node) -> bool:
-    """Whether any variable is used under ``node``."""
-    return _any_node(node, VariableNode)
-
-
-def _any_node(root: Node, kind: type[Node]) -> bool:
-    """Whether ``root`` or any node under it is a ``kind``."""
-    stack: list[Any] = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, kind):
-            return True
-        if isinstance(node, tuple | list):
-            stack.extend(node)
-        elif isinstance(node, Node):
-            stack.extend(getattr(node, key) for key in node.keys)
-    return False
+_UNSEEN: Final = _Compiled(None)
