@@ -12,6 +12,7 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gateway.api.context import RequestContext
+from gateway.api.plans import plan_of
 from gateway.api.results import format_result, rejected
 from gateway.documents import Prepared
 from gateway.errors import DocumentError, GatewayError
@@ -29,7 +30,10 @@ async def execute_operation(
     *,
     hide_suggestions: bool,
 ) -> dict[str, Any]:
-    """Run one prepared operation (or report why it cannot run); its response body."""
+    """Run one prepared operation (or report why it cannot run); its response body.
+
+    A compiled plan runs it when it covers the operation; graphql-core otherwise.
+    """
     if isinstance(prepared, GatewayError):
         return {"errors": [prepared.formatted()]}
     if prepared.document is None:
@@ -38,16 +42,24 @@ async def execute_operation(
         prepared.select(operation_name)
     except DocumentError as exc:
         return {"errors": [exc.formatted()]}
-    result = execute(
-        schema._schema,
-        prepared.document,
-        context_value=context,
-        variable_values=variables,
-        operation_name=operation_name,
-        executor_class=schema.execution_context_class,
-        is_awaitable=_is_awaitable,
-        hide_suggestions=hide_suggestions,
+    plan = (
+        plan_of(schema._schema, prepared, operation_name, hide_suggestions=hide_suggestions)
+        if context.services.settings.compiled_plans
+        else None
     )
+    if plan is not None:
+        result = plan.run(variables, context, _is_awaitable)
+    else:
+        result = execute(
+            schema._schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            executor_class=schema.execution_context_class,
+            is_awaitable=_is_awaitable,
+            hide_suggestions=hide_suggestions,
+        )
     if isawaitable(result):
         result = await result
     assert isinstance(result, ExecutionResult)

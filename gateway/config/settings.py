@@ -175,6 +175,10 @@ class Settings:
     """Serve GraphiQL on `GET /graphql`."""
     introspection: bool = True
     """Allow introspection (off also turns off field suggestions)."""
+    compiled_plans: bool = True
+    """Run operations of `callCount` fields as compiled plans, without graphql-core's executor
+    (the same answers; off: every operation runs through graphql-core).
+    """
     cors_origins: tuple[str, ...] = ()
     """Comma-separated origins allowed by CORS, e.g. `https://dash.example.com`; preflights are
     cached 10 minutes.

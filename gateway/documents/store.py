@@ -7,7 +7,7 @@ validation or execution; a stream of new documents cannot push the rest out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cachetools import LRUCache
@@ -54,6 +54,9 @@ class Prepared:
     code: str = VALIDATION_FAILED
     #: For a document made from a known shape: how its error locations move.
     relocation: Relocation | None = None
+    #: What ``gateway.api`` compiled of each operation (by its own keys). Every document of a
+    #: shape shares one: only what holds whatever the literal values are may go in.
+    plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def relocate(self, errors: list[GraphQLError]) -> None:
         """Point the locations of execution ``errors`` into this document's own text."""
@@ -75,6 +78,10 @@ class Prepared:
         if operation.type not in kinds:
             raise DocumentError(_REFUSED.get(operation.type, "Only queries are served"))
         return operation
+
+
+#: What a shape's documents share: the shape, the document's operations, its plans.
+_Known = tuple[Shape, Mapping[str | None, Operation], dict[Any, Any]]
 
 
 class Documents:
@@ -105,10 +112,8 @@ class Documents:
             else (*specified_rules, NoSchemaIntrospectionCustomRule)
         )
         self._cache: LRUCache[str, Prepared] = LRUCache(maxsize=maxsize)
-        # Shape key -> the shape and its operations; None: valid, but not a usable shape.
-        self._shapes: LRUCache[str, tuple[Shape, Mapping[str | None, Operation]] | None] = LRUCache(
-            maxsize=maxsize
-        )
+        # Shape key -> the shape, its operations and plans; None: valid, but not a usable shape.
+        self._shapes: LRUCache[str, _Known | None] = LRUCache(maxsize=maxsize)
 
     @classmethod
     def for_settings(cls, schema: GraphQLSchema, settings: Settings) -> Documents:
@@ -147,11 +152,13 @@ class Documents:
             return prepared
         known = self._shapes.get(literals.key)
         if known is not None:
-            shape, operations = known
+            shape, operations, plans = known
             instance = shape.instantiate(literals.tokens)
             if instance.document is None:
                 return Prepared(None, {}, tuple(instance.errors), VALIDATION_FAILED)
-            return Prepared(instance.document, operations, relocation=instance.relocation)
+            return Prepared(
+                instance.document, operations, relocation=instance.relocation, plans=plans
+            )
         prepared = self._cache[text] = self._prepare(text)
         if prepared.document is not None and literals.key not in self._shapes:
             built = Shape.build(
@@ -161,7 +168,9 @@ class Documents:
                 hide_suggestions=self._hide_suggestions,
                 max_errors=MAX_VALIDATION_ERRORS,
             )
-            self._shapes[literals.key] = None if built is None else (built, prepared.operations)
+            self._shapes[literals.key] = (
+                None if built is None else (built, prepared.operations, prepared.plans)
+            )
         return prepared
 
     def _prepare(self, text: str) -> Prepared:
