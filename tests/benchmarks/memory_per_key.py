@@ -4,8 +4,9 @@ Run by run.py in a fresh interpreter, twice: once under tracemalloc (every
 Python allocation the cache holds: keys, HMAC digests, filter strings, values,
 the TTLCache's links and dict), once without it for the resident-set growth
 (what the allocator really took). The keys are made the way the gateway makes
-them (``KeyMaker.key`` of one credential and ``CountQuery.build`` of a filter),
-and entered the way it enters them (``CountCache.get_or_fetch``), so the
+them (``CacheKey.of`` the credential's HMAC by ``Callers.principal`` and
+``CountQuery.build`` of a filter), and entered the way it enters them
+(``CountCache.get_or_start``), so the
 numbers follow whatever the cache code is at the time. Prints one JSON object.
 
     python tests/benchmarks/memory_per_key.py [--keys 100000] [--mode tracemalloc|rss]
@@ -21,8 +22,9 @@ import os
 import tracemalloc
 from pathlib import Path
 
-from gateway.cache import CountCache, KeyMaker
-from gateway.upstream import CountQuery, Credential
+from gateway.cache import CacheKey, CountCache
+from gateway.http import Callers
+from gateway.model import CountQuery, Credential
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -32,16 +34,18 @@ def rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_SIZE
 
 
-async def fill(cache: CountCache, keys: KeyMaker, n: int) -> None:
+async def fill(cache: CountCache, keys: Callers, n: int) -> None:
     """Enter ``n`` distinct successful counts, as ``n`` misses of one caller."""
-    credential = Credential(ssid="bench-ssid")
+    principal = keys.principal(Credential(ssid="bench-ssid"))
     for i in range(n):
-        key = keys.key(credential, CountQuery.build({"campId": 1_000_000 + i}, None))
+        key = CacheKey.of(principal, CountQuery.build({"campId": 1_000_000 + i}, None))
 
         async def fetch(value: int = 100_000 + i) -> int:
             return value
 
-        await cache.get_or_fetch(key, fetch)
+        started = cache.get_or_start(key, fetch, None, lambda counted: counted)
+        if isinstance(started, asyncio.Future):
+            await started
 
 
 def main() -> None:
@@ -53,7 +57,7 @@ def main() -> None:
 
     # The gateway's defaults (TTL 15 s, stale window 300 s), bounded well above the keys.
     cache = CountCache(maxsize=2 * args.keys, ttl=15.0, stale=300.0)
-    keys = KeyMaker(os.urandom(32))
+    keys = Callers(os.urandom(32))
     loop = asyncio.new_event_loop()
     # Warm the loop, the JSON encoder and the HMAC path so that one-time costs stay out.
     loop.run_until_complete(fill(CountCache(maxsize=16, ttl=15.0), keys, 16))
