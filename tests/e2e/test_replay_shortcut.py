@@ -8,6 +8,7 @@ to count the requests that reach it, so a test sees which one answered.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import ACME, headers_for
+from conftest import ACME, GLOBEX, headers_for
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 from support.servers import run_app
@@ -229,3 +230,36 @@ def test_pipelined_requests_are_answered_in_order_and_connection_close_is_kept(
     assert 2 <= reached <= 4
     assert b"campaignId" not in data
     assert sim.request_count == 2
+
+
+async def test_a_caller_whose_held_body_stalls_holds_up_no_other_callers_repeats(
+    upstream_url: str, sim: Simulator
+) -> None:
+    """While one caller's small POST sits held with half its body, another caller's repeat
+    is answered by the server at once; the stalled one is answered when its body ends."""
+    with serving(upstream_url, SHORTCUT) as (url, app):
+        port = int(url.rsplit(":", 1)[1])
+        stalled = _request("stalled")
+        cut = stalled.index(b"\r\n\r\n") + 4 + len(BODY) // 2
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(stalled[:cut])  # the head and half the body: held
+        await writer.drain()
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            other = {**headers_for(GLOBEX), "Content-Type": "application/json"}
+            first, repeat = [
+                await client.post("/graphql", content=BODY, headers=other) for _ in "12"
+            ]
+        reached_meanwhile = app.requests
+        writer.write(stalled[cut:])
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head)[1])  # type: ignore[index]
+            answer = await reader.readexactly(length)
+        writer.close()
+
+    assert first.status_code == repeat.status_code == 200
+    assert repeat.content == first.content
+    assert "errors" not in repeat.json()
+    assert reached_meanwhile == 1  # the other caller's first request only
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert orjson.loads(answer) == {"data": {"callCount": sim.count(ACME.account, {"campId": 123})}}
